@@ -1,0 +1,6 @@
+"""CLI commands, one module each; every module exposes ``register(app)``.
+
+Add a command by writing ``breastssl/commands/<name>.py`` and naming it in ``COMMANDS``.
+"""
+
+COMMANDS = ["synth", "demo"]

@@ -1,0 +1,1 @@
+"""Data: the canonical manifest, readers, the synthetic generator, datasets and transforms."""
