@@ -24,9 +24,8 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
-    if occupied:
-        if not overwrite:
-            raise UserError(f"output {target} already exists and is not empty (use --overwrite)")
+    if occupied and not overwrite:
+        raise UserError(f"output {target} already exists and is not empty (use --overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

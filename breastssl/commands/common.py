@@ -26,8 +26,13 @@ OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing outp
 @contextlib.contextmanager
 def progress_bar(label: str, disable: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar; yields ``update(done, total)``."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, disable=disable, transient=False) as prog:
         task = prog.add_task(label, total=None)
 

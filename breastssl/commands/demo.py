@@ -32,5 +32,7 @@ def register(app: typer.Typer) -> None:
                     console.print(f"[yellow]{modality}: skipped ({exc})")
                     continue
                 raise
-            console.print(f"[bold]{modality}[/]: {stats['n_items']} items in {target} (preview: {target / 'preview.png'})")
+            console.print(
+                f"[bold]{modality}[/]: {stats['n_items']} items in {target} (preview: {target / 'preview.png'})"
+            )
             console.print_json(data=stats["statistics"])

@@ -10,9 +10,19 @@ from ..errors import UserError
 from .common import OverwriteOpt, SetOpt, console, progress_bar
 
 
-def run_synth(modality: str, out: Path, n: int, seed: int, fmt: str = "dicom", preview: bool = False,
-              config: Path | None = None, overrides: list[str] | None = None, workers: int | None = None,
-              overwrite: bool = False, quiet: bool = False) -> dict:
+def run_synth(
+    modality: str,
+    out: Path,
+    n: int,
+    seed: int,
+    fmt: str = "dicom",
+    preview: bool = False,
+    config: Path | None = None,
+    overrides: list[str] | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> dict:
     """Generate a dataset; shared by the CLI command and the demo."""
     from ..config import load_config, save_config
     from ..data.synth import get_generator
@@ -29,9 +39,19 @@ def run_synth(modality: str, out: Path, n: int, seed: int, fmt: str = "dicom", p
     cfg = load_config(cfg_cls, config, overrides or [])
     splits = getattr(cfg, "splits", None)
     with progress_bar(f"synth {modality}", disable=quiet) as update:
-        stats = generate_dataset(factory(cfg), out, n, seed, fmt, splits=splits, workers=workers,
-                                 preview=preview, overwrite=overwrite, config=cfg.model_dump(mode="json"),
-                                 progress=update)
+        stats = generate_dataset(
+            factory(cfg),
+            out,
+            n,
+            seed,
+            fmt,
+            splits=splits,
+            workers=workers,
+            preview=preview,
+            overwrite=overwrite,
+            config=cfg.model_dump(mode="json"),
+            progress=update,
+        )
     save_config(cfg, Path(out) / "synth_config.yaml")
     return stats
 

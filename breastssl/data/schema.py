@@ -109,8 +109,9 @@ def resolve_path(root: Path, value: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def validate_manifest(df: pd.DataFrame, root: str | Path | None = None, source: str = "manifest",
-                      check_files: bool = True) -> pd.DataFrame:
+def validate_manifest(
+    df: pd.DataFrame, root: str | Path | None = None, source: str = "manifest", check_files: bool = True
+) -> pd.DataFrame:
     """Check a manifest; raise :class:`DataError` listing every problem (first few of each, and counts).
 
     Row numbers in messages are file line numbers (header = line 1).
@@ -131,8 +132,9 @@ def validate_manifest(df: pd.DataFrame, root: str | Path | None = None, source: 
         problems.append(f"splits must be by patient; patients in several splits: {_listing(leaky)}")
     if check_files and root is not None:
         root = Path(root)
-        missing = [f"row {i + 2}: {p}" for i, p in enumerate(df["path"].astype(str))
-                   if not resolve_path(root, p).exists()]
+        missing = [
+            f"row {i + 2}: {p}" for i, p in enumerate(df["path"].astype(str)) if not resolve_path(root, p).exists()
+        ]
         if missing:
             problems.append(f"files named in column path do not exist: {_listing(missing)}")
     if problems:
@@ -140,15 +142,18 @@ def validate_manifest(df: pd.DataFrame, root: str | Path | None = None, source: 
     return df
 
 
-def validate_lesions(lesions: pd.DataFrame, manifest: pd.DataFrame | None = None,
-                     source: str = "lesions") -> pd.DataFrame:
+def validate_lesions(
+    lesions: pd.DataFrame, manifest: pd.DataFrame | None = None, source: str = "lesions"
+) -> pd.DataFrame:
     """Check a lesions table (and that every lesion's image is in ``manifest`` if given)."""
     _check_columns(lesions, LESION_COLUMNS, source)
     problems = _check_values(lesions, {**LESION_ALLOWED, "laterality": ALLOWED["laterality"]}, source)
     size = lesions[["w", "h"]].apply(pd.to_numeric, errors="coerce")
     bad = size.isna().any(axis=1) | (size <= 0).any(axis=1)
     if bad.any():
-        problems.append(f"w and h must be positive numbers; bad at {_listing([f'row {i + 2}' for i in bad.to_numpy().nonzero()[0]])}")
+        problems.append(
+            f"w and h must be positive numbers; bad at {_listing([f'row {i + 2}' for i in bad.to_numpy().nonzero()[0]])}"
+        )
     if manifest is not None:
         known = set(manifest["image_id"].astype(str))
         orphans = sorted(set(lesions["image_id"].astype(str)) - known)
@@ -159,8 +164,9 @@ def validate_lesions(lesions: pd.DataFrame, manifest: pd.DataFrame | None = None
     return lesions
 
 
-def load_dataset(manifest_path: str | Path, lesions_path: str | Path | None = None,
-                 check_files: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def load_dataset(
+    manifest_path: str | Path, lesions_path: str | Path | None = None, check_files: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Read and validate a manifest (and lesions table; by default ``lesions.*`` beside it)."""
     manifest_path = Path(manifest_path)
     df = validate_manifest(read_table(manifest_path), manifest_path.parent, str(manifest_path), check_files)

@@ -19,8 +19,9 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=tuple(int(k) for k in keys)))
 
 
-def power_law_field(shape: tuple[int, ...], beta: float, rng: np.random.Generator,
-                    anisotropy: tuple[float, ...] | None = None) -> np.ndarray:
+def power_law_field(
+    shape: tuple[int, ...], beta: float, rng: np.random.Generator, anisotropy: tuple[float, ...] | None = None
+) -> np.ndarray:
     """Gaussian random field with power spectrum ∝ 1/|f|^beta, zero mean and unit std.
 
     Mammographic parenchyma has beta ≈ 2.5–3.5 (Burgess 2001). ``anisotropy`` scales the frequency
@@ -98,8 +99,16 @@ def _polar(h: int, w: int, cy: float, cx: float, angle: float) -> tuple[np.ndarr
     return u, v, np.hypot(dx, dy), np.arctan2(dy, dx)
 
 
-def benign_lesion(h: int, w: int, cy: float, cx: float, radius: float, rng: np.random.Generator,
-                  aspect: float | None = None, angle: float | None = None) -> LesionShape:
+def benign_lesion(
+    h: int,
+    w: int,
+    cy: float,
+    cx: float,
+    radius: float,
+    rng: np.random.Generator,
+    aspect: float | None = None,
+    angle: float | None = None,
+) -> LesionShape:
     """Circumscribed oval mass: smooth ellipse with a sharp margin and a dome profile."""
     aspect = aspect if aspect is not None else rng.uniform(1.1, 1.7)
     angle = angle if angle is not None else rng.uniform(0, np.pi)
@@ -113,8 +122,9 @@ def benign_lesion(h: int, w: int, cy: float, cx: float, radius: float, rng: np.r
     return LesionShape(profile.astype(np.float32), r <= 1.0)
 
 
-def malignant_lesion(h: int, w: int, cy: float, cx: float, radius: float, rng: np.random.Generator,
-                     n_spicules: int | None = None) -> LesionShape:
+def malignant_lesion(
+    h: int, w: int, cy: float, cx: float, radius: float, rng: np.random.Generator, n_spicules: int | None = None
+) -> LesionShape:
     """Irregular spiculated mass: a lobulated, ill-defined body with thin radiating spicules."""
     u, v, dist, theta = _polar(h, w, cy, cx, 0.0)
     del u, v
@@ -132,7 +142,7 @@ def malignant_lesion(h: int, w: int, cy: float, cx: float, radius: float, rng: n
         phi = rng.uniform(0, 2 * np.pi)
         length = radius * rng.uniform(1.6, 3.2)
         width = max(0.45, radius * rng.uniform(0.05, 0.10))
-        along = (np.cos(phi) * (dist * np.cos(theta)) + np.sin(phi) * (dist * np.sin(theta)))
+        along = np.cos(phi) * (dist * np.cos(theta)) + np.sin(phi) * (dist * np.sin(theta))
         across = np.abs(-np.sin(phi) * (dist * np.cos(theta)) + np.cos(phi) * (dist * np.sin(theta)))
         ray = np.exp(-0.5 * (across / width) ** 2) * (along > 0) * np.clip(1.0 - along / length, 0.0, 1.0)
         spic = np.maximum(spic, ray * rng.uniform(0.45, 0.8))
@@ -140,8 +150,9 @@ def malignant_lesion(h: int, w: int, cy: float, cx: float, radius: float, rng: n
     return LesionShape(profile.astype(np.float32), rel <= 1.0)
 
 
-def lesion_shape(kind: str, h: int, w: int, cy: float, cx: float, radius: float,
-                 rng: np.random.Generator) -> LesionShape:
+def lesion_shape(
+    kind: str, h: int, w: int, cy: float, cx: float, radius: float, rng: np.random.Generator
+) -> LesionShape:
     """Dispatch on ``kind`` ('malignant' | 'benign')."""
     if kind == "malignant":
         return malignant_lesion(h, w, cy, cx, radius, rng)
@@ -150,7 +161,9 @@ def lesion_shape(kind: str, h: int, w: int, cy: float, cx: float, radius: float,
     raise ValueError(f"unknown lesion kind {kind!r}")
 
 
-def place_in_breast(shape: BreastShape, radius: float, rng: np.random.Generator, margin: float = 1.5) -> tuple[float, float]:
+def place_in_breast(
+    shape: BreastShape, radius: float, rng: np.random.Generator, margin: float = 1.5
+) -> tuple[float, float]:
     """A lesion centre (row, col) well inside the breast and off the pectoral muscle."""
     h, w = shape.mask.shape
     inside = (shape.mask > 0.98) & (shape.pectoral < 0.05)

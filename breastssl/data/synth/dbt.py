@@ -103,8 +103,13 @@ def exam_plan(cfg: DBTSynthConfig, seed: int, index: int) -> dict:
         labels[side] = "benign"
         if rng.random() < 0.25:
             labels[other] = "benign"
-    return {"vendor": vendor, "exam_class": exam_class, "labels": labels,
-            "density": float(rng.uniform(*cfg.density)), "thickness": float(rng.uniform(*cfg.thickness_mm))}
+    return {
+        "vendor": vendor,
+        "exam_class": exam_class,
+        "labels": labels,
+        "density": float(rng.uniform(*cfg.density)),
+        "thickness": float(rng.uniform(*cfg.thickness_mm)),
+    }
 
 
 def _slice_weights(n_slices: int, key: float, half_thickness: float, spread: float) -> np.ndarray:
@@ -114,8 +119,9 @@ def _slice_weights(n_slices: int, key: float, half_thickness: float, spread: flo
     return np.exp(-0.5 * (beyond / max(spread, 1e-3)) ** 2)
 
 
-def _render_lesion(att: np.ndarray, shape: LesionShape, key: int, half_t: float, contrast: float,
-                   vendor: VendorModel, body: np.ndarray) -> None:
+def _render_lesion(
+    att: np.ndarray, shape: LesionShape, key: int, half_t: float, contrast: float, vendor: VendorModel, body: np.ndarray
+) -> None:
     """Add a lesion to the attenuation stack in place: sharp near ``key``, blurred and faded away from it."""
     d = att.shape[0]
     weights = _slice_weights(d, key, half_t, vendor.depth_spread * max(half_t, 0.5))
@@ -127,8 +133,9 @@ def _render_lesion(att: np.ndarray, shape: LesionShape, key: int, half_t: float,
         att[z] += contrast * weights[z] * prof * body
 
 
-def render_breast(cfg: DBTSynthConfig, plan: dict, laterality: str, view: str, seed: int, index: int,
-                  view_index: int) -> Stack:
+def render_breast(
+    cfg: DBTSynthConfig, plan: dict, laterality: str, view: str, seed: int, index: int, view_index: int
+) -> Stack:
     """Render one view of one breast as stored pixels plus its lesions."""
     vendor = vendor_model(cfg, plan["vendor"])
     rng = rng_for(seed, index, 1 + view_index)

@@ -32,8 +32,9 @@ def tone_curve(x: np.ndarray, vendor: VendorModel) -> np.ndarray:
     return y + vendor.brightness * (x > 0.02)
 
 
-def acquire(att: np.ndarray, body: np.ndarray, vendor: VendorModel, rng: np.random.Generator,
-            full_scale: float = 1.4) -> tuple[np.ndarray, tuple[float, float]]:
+def acquire(
+    att: np.ndarray, body: np.ndarray, vendor: VendorModel, rng: np.random.Generator, full_scale: float = 1.4
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Image ``att`` (relative attenuation, (H, W) or (D, H, W)) as the vendor would store it.
 
     ``body`` is the breast mask (same shape or broadcastable); air stays near zero. Returns the stored

@@ -74,10 +74,19 @@ def _ordered(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
     return df[list(schema) + [c for c in df.columns if c not in schema]]
 
 
-def generate_dataset(modality: Modality, out: str | Path, n: int, seed: int, fmt: str = "dicom",
-                     splits: dict[str, float] | None = None, workers: int | None = None,
-                     preview: bool = False, overwrite: bool = False, config: dict | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def generate_dataset(
+    modality: Modality,
+    out: str | Path,
+    n: int,
+    seed: int,
+    fmt: str = "dicom",
+    splits: dict[str, float] | None = None,
+    workers: int | None = None,
+    preview: bool = False,
+    overwrite: bool = False,
+    config: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Generate ``n`` items into ``out``; returns the dataset statistics (also in ``dataset.json``)."""
     if fmt not in {"dicom", "npy"}:
         raise ValueError(f"format must be 'dicom' or 'npy', not {fmt!r}")
@@ -105,8 +114,14 @@ def generate_dataset(modality: Modality, out: str | Path, n: int, seed: int, fmt
         validate_lesions(lesions, manifest, "generated lesions")
         write_table(manifest, tmp / "manifest.csv")
         write_table(lesions, tmp / "lesions.csv")
-        stats = {"modality": modality.name, "n_items": n, "seed": seed, "format": fmt,
-                 "config": config or {}, "statistics": modality.summarize(manifest, lesions)}
+        stats = {
+            "modality": modality.name,
+            "n_items": n,
+            "seed": seed,
+            "format": fmt,
+            "config": config or {},
+            "statistics": modality.summarize(manifest, lesions),
+        }
         (tmp / "dataset.json").write_text(json.dumps(stats, indent=2, default=float))
         if preview and modality.preview is not None:
             modality.preview(tmp, manifest, lesions, tmp / "preview.png")
