@@ -1,0 +1,1 @@
+"""Plots and the HTML report of an evaluation (plain HTML, inline CSS and PNGs, no scripts)."""
