@@ -34,7 +34,7 @@ def power_law_field(
     f2.flat[0] = np.inf  # no DC
     amp = f2 ** (-beta / 4.0)
     noise = rng.standard_normal(amp.shape) + 1j * rng.standard_normal(amp.shape)
-    field = np.fft.irfftn(noise * amp, s=shape)
+    field = np.fft.irfftn(noise * amp, s=shape, axes=tuple(range(len(shape))))
     field -= field.mean()
     field /= field.std() + 1e-12
     return field.astype(np.float32)
@@ -135,7 +135,8 @@ def malignant_lesion(
     rel = dist / np.maximum(r_theta, 1e-3)
     body = np.clip(1.0 - rel**2, 0.0, 1.0) ** 0.5
     # Ill-defined margin: a wide transition (about 1.5 px) instead of the benign half pixel.
-    body = np.maximum(body, 1.0 / (1.0 + np.exp((rel - 1.0) * radius / 1.5)) * 0.5)
+    # np.clip keeps exp finite far from the lesion (the sigmoid is 0 there anyway).
+    body = np.maximum(body, 1.0 / (1.0 + np.exp(np.clip((rel - 1.0) * radius / 1.5, -50, 50))) * 0.5)
     spic = np.zeros_like(body)
     n = n_spicules if n_spicules is not None else int(rng.integers(7, 16))
     for _ in range(n):
