@@ -1,0 +1,170 @@
+"""Distributed setup for ``torchrun`` and the few collectives the loop and the strategies need.
+
+Single-process when ``WORLD_SIZE`` is unset or 1: every helper here is then a no-op or the identity.
+
+Gradients are averaged by :func:`sync_gradients` (one flat all-reduce after ``backward``) rather than
+by wrapping the student in ``DistributedDataParallel``: a strategy may call the student several
+times per step (labelled and unlabelled batches) and may own trainable parameters outside the
+model (e.g. CoMoTo's Linear(9, 9)), and DDP's reducer supports neither without per-strategy care.
+The result is the same as DDP's: every rank steps with the mean gradient over all ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: rank among world_size processes, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only rank that logs and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group.
+
+    NCCL on CUDA, gloo on CPU. Calling it again in the same process returns the same context.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank (no-op when single-process)."""
+    if ctx.distributed:
+        dist.barrier()
+
+
+def all_reduce_mean(t: Tensor, ctx: DistContext) -> Tensor:
+    """Mean of ``t`` over ranks (a new tensor; ``t`` is not modified)."""
+    if not ctx.distributed:
+        return t.clone()
+    out = t.detach().to(ctx.device, copy=True)
+    dist.all_reduce(out)
+    return (out / ctx.world_size).to(t.device)
+
+
+def sync_gradients(params: Iterable[nn.Parameter], ctx: DistContext) -> None:
+    """Replace each gradient by its mean over ranks, with one all-reduce.
+
+    A parameter without a gradient on some rank counts as zero there; one without a gradient on
+    every rank keeps ``grad=None`` so the optimiser skips it exactly as in a single process.
+    """
+    if not ctx.distributed:
+        return
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    grads = [p.grad.reshape(-1).float() if p.grad is not None else p.new_zeros(p.numel()).float() for p in params]
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=ctx.device)
+    flat = torch.cat([g.to(ctx.device) for g in grads] + [present])
+    dist.all_reduce(flat)
+    flat /= ctx.world_size
+    anywhere = flat[-len(params) :].tolist()  # one device sync, not one per parameter
+    offset = 0
+    for p, has_grad in zip(params, anywhere, strict=True):
+        n = p.numel()
+        if has_grad > 0:
+            p.grad = flat[offset : offset + n].view_as(p).to(device=p.device, dtype=p.dtype)
+        offset += n
+
+
+@torch.no_grad()
+def broadcast_tensors(tensors: Iterable[Tensor], ctx: DistContext) -> None:
+    """Overwrite ``tensors`` in place with rank 0's values, one broadcast per dtype.
+
+    The loop uses it at the start (every rank begins from rank 0's weights) and after every step on
+    the model's buffers: ranks see different data, so their batch-norm statistics drift apart;
+    DDP broadcasts them too, which keeps every rank's model identical to the one rank 0 saves.
+    """
+    if not ctx.distributed:
+        return
+    by_dtype: dict[torch.dtype, list[Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1).to(ctx.device) for t in group])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj`` (picklable; in memory only), in rank order, on every rank."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard_range(n: int, ctx: DistContext) -> range:
+    """This rank's contiguous share of ``range(n)``; shares differ in size by at most one, none repeats.
+
+    For scoring an unlabelled pool: concatenating the shards in rank order (see :func:`gather_variable`)
+    restores the original order.
+    """
+    base, extra = divmod(n, ctx.world_size)
+    start = ctx.rank * base + min(ctx.rank, extra)
+    return range(start, start + base + (ctx.rank < extra))
+
+
+def gather_variable(t: Tensor, ctx: DistContext) -> Tensor:
+    """Concatenate every rank's ``t`` along dim 0, in rank order, on every rank.
+
+    Ranks may hold different lengths (N_r, ...); the trailing dimensions must match. Returns
+    (ΣN_r, ...) on ``t``'s device.
+    """
+    if not ctx.distributed:
+        return t
+    local = t.detach().to(ctx.device)
+    sizes = [torch.zeros(1, dtype=torch.long, device=ctx.device) for _ in range(ctx.world_size)]
+    dist.all_gather(sizes, torch.tensor([local.shape[0]], dtype=torch.long, device=ctx.device))
+    lengths = [int(s.item()) for s in sizes]
+    longest = max(lengths)
+    # all_gather needs equal shapes: pad to the longest, then cut each piece back to its length
+    padded = local.new_zeros((longest, *local.shape[1:]))
+    padded[: local.shape[0]] = local
+    pieces = [torch.empty_like(padded) for _ in range(ctx.world_size)]
+    dist.all_gather(pieces, padded)
+    return torch.cat([piece[:n] for piece, n in zip(pieces, lengths, strict=True)]).to(t.device)
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group (call once at the very end of a distributed run)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
