@@ -161,7 +161,10 @@ def _view_code(view: str) -> Dataset:
 
 
 def write_us(path: Path, img: np.ndarray, meta: dict[str, Any]) -> None:
-    """Ultrasound image: (H, W) uint8 monochrome or (H, W, 3) uint8 RGB."""
+    """Ultrasound image: (H, W) uint8 monochrome or (H, W, 3) uint8 RGB.
+
+    An optional ``meta["region"]`` (x0, y0, x1, y1) bounds the B-mode field within the screen.
+    """
     ds = _base(meta, SOP_US, "US")
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.Laterality = meta.get("laterality", "")
@@ -180,8 +183,10 @@ def write_us(path: Path, img: np.ndarray, meta: dict[str, Any]) -> None:
     region.RegionSpatialFormat = 1
     region.RegionDataType = 1
     region.RegionFlags = 0
-    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
-    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = ds.Columns - 1, ds.Rows - 1
+    # meta["region"] = (x0, y0, x1, y1): the B-mode field inside the screen; default: the whole image
+    x0, y0, x1, y1 = meta.get("region", (0, 0, ds.Columns - 1, ds.Rows - 1))
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = int(x0), int(y0)
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = int(x1), int(y1)
     region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
     region.PhysicalDeltaX = region.PhysicalDeltaY = float(meta["spacing"]) / 10.0
     ds.SequenceOfUltrasoundRegions = Sequence([region])

@@ -32,6 +32,8 @@ class ItemRows:
     manifest: list[dict[str, Any]]
     lesions: list[dict[str, Any]] = field(default_factory=list)
     stratum: str = ""  # key for stratified splitting, e.g. "Hologic/cancer"
+    group: str = ""  # items with the same non-empty group (e.g. one patient's images) share one split
+    split: str = ""  # a fixed split (e.g. an independent test site); empty: assigned by stratum
 
 
 @dataclass
@@ -50,20 +52,32 @@ def _run(args: tuple) -> ItemRows:
 
 
 def assign_splits(items: list[ItemRows], fractions: dict[str, float], seed: int) -> None:
-    """Give every row of an item the same split, stratified by ``item.stratum``, in place."""
+    """Give every row of an item the same split, stratified by ``item.stratum``, in place.
+
+    Items with a fixed ``split`` keep it; items sharing a ``group`` are split as one unit (stratum of
+    the group's first item). Without groups or fixed splits, each item is its own unit.
+    """
     names = list(fractions)
     probs = np.array([fractions[n] for n in names], dtype=float)
     probs = probs / probs.sum()
-    by_stratum: dict[str, list[int]] = {}
+    units: dict[object, list[int]] = {}
     for i, item in enumerate(items):
-        by_stratum.setdefault(item.stratum, []).append(i)
+        if item.split:
+            for row in item.manifest:
+                row["split"] = item.split
+        else:
+            units.setdefault(item.group or i, []).append(i)
+    by_stratum: dict[str, list[list[int]]] = {}
+    for members in units.values():
+        by_stratum.setdefault(items[members[0]].stratum, []).append(members)
     for k, (_, idx) in enumerate(sorted(by_stratum.items())):
         order = rng_for(seed, 10**6 + k).permutation(len(idx))
         bounds = np.round(np.cumsum(probs) * len(idx)).astype(int)
         for rank, j in enumerate(order):
             split = names[int(np.searchsorted(bounds, rank, side="right"))]
-            for row in items[idx[j]].manifest:
-                row["split"] = split
+            for member in idx[j]:
+                for row in items[member].manifest:
+                    row["split"] = split
 
 
 def _ordered(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
