@@ -45,27 +45,21 @@ for _name in COMMANDS:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Click runs in standalone mode (usage errors print their message and exit 2); a
+    :class:`UserError` from a command prints one line and exits 2; anything else is a bug.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="breastssl")
     except UserError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         return 2
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        typer.secho("aborted", err=True)
-        return 1
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         return 130
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
     return 0
 
 
