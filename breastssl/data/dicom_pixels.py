@@ -1,0 +1,169 @@
+"""Parsing DICOM files and decoding their pixel data, with errors that name the file and the problem."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from ..errors import DataError
+
+# transfer syntax (prefix) → what to install for pydicom to decode it
+DECODER_PACKAGES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg (or pyjpegls)",
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg (or pyjpegls)",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.20": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.21": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",
+}
+NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+
+
+def read_dataset(path: Path, stop_before_pixels: bool = False) -> Dataset:
+    """Parse a DICOM file; :class:`DataError` if it is missing, not DICOM, truncated or corrupt."""
+    if not path.is_file():
+        raise DataError(f"{path}: file does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError:
+                # files without the 128-byte preamble: accept only if they parse into an image header
+                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+                if "SOPClassUID" not in ds and "Rows" not in ds:
+                    raise DataError(f"{path}: not a DICOM file (no DICM preamble and no image attributes)") from None
+            # force parsing of every element now, so that corruption shows up here and not later
+            for elem in ds.iterall():
+                _ = elem.value
+    except DataError:
+        raise
+    except Exception as exc:  # pydicom raises many types for truncated or corrupt files
+        raise DataError(
+            f"{path}: cannot be parsed as DICOM, truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from None
+    return ds
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    fm = getattr(ds, "file_meta", None)
+    ts = str(getattr(fm, "TransferSyntaxUID", "") or "") if fm is not None else ""
+    return ts or "1.2.840.10008.1.2"  # no file meta: implicit VR little endian, as pydicom assumes
+
+
+def check_decoder(ts: str, path: Path) -> None:
+    """Raise a :class:`DataError` naming the package to install if ``ts`` cannot be decoded here."""
+    if ts in NATIVE or ts == "1.2.840.10008.1.2.1.99":
+        return
+    from pydicom.pixels import get_decoder
+
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        name = getattr(pydicom.uid.UID(ts), "name", ts)
+        raise DataError(
+            f"{path}: transfer syntax {ts} ({name}) has no decoder in pydicom {pydicom.__version__}; "
+            "convert the file to an uncompressed transfer syntax (e.g. `gdcmconv --raw`)"
+        ) from None
+    if not decoder.is_available:
+        package = DECODER_PACKAGES.get(ts, "a pydicom pixel-data plugin (pylibjpeg-libjpeg, pylibjpeg-openjpeg)")
+        name = getattr(pydicom.uid.UID(ts), "name", ts)
+        raise DataError(
+            f"{path}: transfer syntax {ts} ({name}) needs a decoder that is not installed: pip install {package}"
+        )
+
+
+def _check_native_length(ds: Dataset, path: Path, meta: dict[str, Any]) -> None:
+    rows, cols, spp = meta["rows"], meta["columns"], meta["samples_per_pixel"]
+    bits, frames = meta["bits_allocated"], meta["n_frames"]
+    if rows < 1 or cols < 1 or bits not in (1, 8, 16, 32, 64) or frames < 1 or spp not in (1, 3):
+        raise DataError(
+            f"{path}: impossible image header (Rows={rows}, Columns={cols}, SamplesPerPixel={spp}, "
+            f"BitsAllocated={bits}, NumberOfFrames={frames})"
+        )
+    n_bits = rows * cols * spp * frames * bits
+    expected = (n_bits + 7) // 8
+    if meta["photometric"] == "YBR_FULL_422":
+        expected = expected * 2 // 3
+    actual = len(ds.PixelData)
+    if actual < expected or actual > expected + 1 + (expected & 1):
+        per_frame = max(1, expected // frames)
+        raise DataError(
+            f"{path}: PixelData holds {actual} bytes but the header (NumberOfFrames={frames}, Rows={rows}, "
+            f"Columns={cols}, SamplesPerPixel={spp}, BitsAllocated={bits}) needs {expected}; "
+            f"the data would hold {actual / per_frame:.2f} frames"
+        )
+
+
+def decode_pixels(ds: Dataset, path: Path, meta: dict[str, Any]) -> np.ndarray:
+    """Decoded pixels as (F, H, W) or (F, H, W, 3), checked against the header's frame count."""
+    if "PixelData" not in ds:
+        kind = "FloatPixelData" if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds else "no pixel data"
+        raise DataError(f"{path}: has no PixelData ({kind}; SOP class {meta['sop_class_name']})")
+    ts = _transfer_syntax(ds)
+    check_decoder(ts, path)
+    if ts in NATIVE:
+        _check_native_length(ds, path, meta)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except DataError:
+        raise
+    except Exception as exc:  # decoders raise many types for damaged codestreams
+        raise DataError(f"{path}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
+    frames, spp = meta["n_frames"], meta["samples_per_pixel"]
+    arr = np.asarray(arr)
+    if frames == 1 and arr.ndim == (3 if spp > 1 else 2):
+        arr = arr[None]
+    want = (frames, meta["rows"], meta["columns"]) + ((spp,) if spp > 1 else ())
+    if arr.shape != want:
+        raise DataError(
+            f"{path}: decoded pixel data has shape {arr.shape}, the header (NumberOfFrames={frames}, "
+            f"Rows={meta['rows']}, Columns={meta['columns']}, SamplesPerPixel={spp}) says {want}"
+        )
+    if ts not in NATIVE and meta["photometric"].startswith("YBR"):
+        meta["photometric_decoded"] = "RGB"
+    return arr
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Cheap test: the DICM magic at byte 128, or a .dcm / .dicom suffix."""
+    if path.suffix.lower() in {".dcm", ".dicom"}:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def series_files(folder: Path, series_uid: str | None = None) -> list[Path]:
+    """DICOM files in ``folder`` (not recursive), those of ``series_uid`` (or its hashed key) when given."""
+    from .datasets.common import pseudonym
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p))
+    if not files:
+        raise DataError(f"{folder}: folder holds no DICOM files")
+    if series_uid:
+        keep = []
+        for p in files:
+            uid = str(read_dataset(p, stop_before_pixels=True).get("SeriesInstanceUID", ""))
+            if series_uid in (uid, pseudonym(uid, "s")):
+                keep.append(p)
+        if not keep:
+            raise DataError(f"{folder}: no DICOM file of series {series_uid}")
+        files = keep
+    return files
