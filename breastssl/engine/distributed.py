@@ -2,11 +2,12 @@
 
 Single-process when ``WORLD_SIZE`` is unset or 1: every helper here is then a no-op or the identity.
 
-Gradients are averaged by :func:`sync_gradients` (one flat all-reduce after ``backward``) rather than
-by wrapping the student in ``DistributedDataParallel``: a strategy may call the student several
-times per step (labelled and unlabelled batches) and may own trainable parameters outside the
-model (e.g. CoMoTo's Linear(9, 9)), and DDP's reducer supports neither without per-strategy care.
-The result is the same as DDP's: every rank steps with the mean gradient over all ranks.
+The student's gradients are averaged by ``DistributedDataParallel`` (the loop wraps it; strategies
+call the student once per step on one concatenated batch, which is what DDP's reducer expects).
+:func:`sync_gradients` (one flat all-reduce after ``backward``) averages what DDP does not own: a
+strategy's trainable parameters outside the model (e.g. CoMoTo's Linear(9, 9)), and the student of
+a strategy that does not hold it as an attribute. Either way every rank steps with the mean
+gradient over all ranks.
 """
 
 from __future__ import annotations

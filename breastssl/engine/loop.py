@@ -9,6 +9,14 @@ RNG states of every rank and the data position (epoch, batch index) of a determi
 a killed run restarted with the same command continues with the same batches and random numbers.
 Random augmentation inside DataLoader workers is the exception: workers are re-seeded per epoch, so
 transforms that must resume exactly should seed from the sample index and epoch.
+
+Distributed: with more than one rank the student is wrapped in ``DistributedDataParallel`` and
+every attribute of the strategy that holds the student is pointed at the wrapper for the run (the
+strategy contract: it holds the student and calls it in ``loss``), so the strategy's one forward
+per step goes through DDP and ``backward`` averages the gradients, overlapped with the backward
+pass. A strategy sets ``ddp_find_unused_parameters = False`` when every step uses all of the
+student's outputs (the default, True, is the safe one). The strategy's own trainable parameters
+stay outside DDP and are averaged with :func:`sync_gradients`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from ..config import save_config
@@ -108,6 +117,7 @@ def fit(
     # ---- what is trained, and how ------------------------------------------------------------------
     groups = {**named_groups(model), **strategy_groups(strategy)}
     params = [p for group in groups.values() for p in group if p.requires_grad]
+    own = [p for group in strategy_groups(strategy).values() for p in group if p.requires_grad]
     broadcast_tensors([*params, *model.buffers()], ctx)  # every rank starts from rank 0's weights, as DDP does
     optimizer = build_optimizer(groups, cfg.optim)
     state = TrainState(
@@ -141,6 +151,8 @@ def fit(
     after_step = optional_hook(strategy, "after_step")
     autocast_dtype = AMP_DTYPES.get(cfg.amp)
     metrics: dict[str, float] = {}
+    rebound = wrap_student(model, strategy, ctx)  # after resume: DDP starts from the restored weights
+    manual_sync = params if ctx.distributed and not rebound else own  # DDP averages the student's gradients
     t_last, step_last = time.perf_counter(), state.step
 
     model.train()
@@ -164,7 +176,7 @@ def fit(
 
                 # -- backward, gradient averaging over ranks, unscale, clip, step
                 state.scaler.scale(parts["loss"]).backward()
-                sync_gradients(params, ctx)
+                sync_gradients(manual_sync, ctx)
                 state.scaler.unscale_(optimizer)
                 logging_now = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps
                 grad_norm = None
@@ -195,8 +207,38 @@ def fit(
                 bar.update(task, completed=state.step, info=f"loss {values['loss']:.4f}")
     finally:
         logger.close()
+        for name in rebound:  # the caller gets its strategy back holding the plain student
+            setattr(strategy, name, model)
     barrier(ctx)
     return FitResult(step=state.step, metrics=metrics, checkpoint=last_ckpt, ema=state.ema)
+
+
+def wrap_student(model: nn.Module, strategy: Any, ctx: DistContext) -> list[str]:
+    """With several ranks: wrap ``model`` in DDP and point the strategy's attributes that hold it at the wrapper.
+
+    Returns the names of the attributes changed (empty when single-process). A strategy that keeps the
+    student elsewhere (no attribute is the model itself) is left alone, with a warning, and its
+    gradients are averaged by :func:`sync_gradients` instead: the same mean, without DDP's overlap.
+    """
+    if not ctx.distributed:
+        return []
+    names = [k for k, v in getattr(strategy, "__dict__", {}).items() if v is model]
+    if not names:
+        warnings.warn(
+            "the strategy holds no attribute that is the student: not wrapping it in DistributedDataParallel; "
+            "gradients are averaged with one all-reduce after backward instead",
+            stacklevel=3,
+        )
+        return []
+    ddp = DistributedDataParallel(
+        model,
+        device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+        forward_sync_buffers=False,  # the loop broadcasts rank 0's buffers after every step
+        find_unused_parameters=bool(getattr(strategy, "ddp_find_unused_parameters", True)),
+    )
+    for name in names:
+        setattr(strategy, name, ddp)
+    return names
 
 
 def reduce_parts(parts: dict[str, Any], ctx: DistContext) -> dict[str, float]:

@@ -1,0 +1,245 @@
+"""DBT stacks as slices: reading and resizing stacks, lesion masks, the slice dataset, batched scoring.
+
+A stack is read once (``.npy`` or DICOM), windowed with the manifest's ``window_center`` /
+``window_width`` to [0, 1], resized to the training size and kept in a bounded cache, because
+every training slice of a stack is drawn from the same file. Readers never augment (DESIGN §4):
+augmentation happens in :class:`SliceDataset`, seeded per (epoch, sample) so a resumed run draws
+the same augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from .schema import resolve_path
+from .transforms import AugmentConfig, augment
+
+SampleKey = int | tuple[int, int]  # a slice index, or (epoch, index) from a composing batch sampler
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int] | None, mode: str = "bilinear") -> np.ndarray:
+    """(D, H, W) float32 → (D, *size); antialiased when shrinking so small slices keep small lesions."""
+    if size is None or tuple(arr.shape[-2:]) == tuple(size):
+        return arr
+    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[:, None]
+    if mode == "nearest":
+        out = F.interpolate(t, size=size, mode="nearest")
+    else:
+        out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out[:, 0].numpy()
+
+
+def _window(pixels: np.ndarray, center: float | None, width: float | None) -> np.ndarray:
+    """Linear window to [0, 1]; without a window, min–max of the stack."""
+    x = pixels.astype(np.float32)
+    if center is None or width is None or not np.isfinite(center) or not np.isfinite(width) or width <= 0:
+        lo, hi = float(x.min()), float(x.max())
+        return np.zeros_like(x) if hi <= lo else (x - lo) / (hi - lo)
+    return np.clip((x - (center - width / 2.0)) / width, 0.0, 1.0)
+
+
+def _read_pixels(path: Path) -> tuple[np.ndarray, float | None, float | None]:
+    """Stored pixels (D, H, W) and the file's own window, if it has one."""
+    if not path.is_file():
+        raise DataError(f"{path}: stack file does not exist")
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:  # numpy raises several types for truncated files
+            raise DataError(f"{path}: cannot be read as .npy ({type(exc).__name__}: {exc})") from None
+        return arr, None, None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        arr = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for corrupt or truncated files
+        raise DataError(f"{path}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from None
+    slope, intercept = float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)
+    arr = arr.astype(np.float32) * slope + intercept
+    return arr, _first(getattr(ds, "WindowCenter", None)), _first(getattr(ds, "WindowWidth", None))
+
+
+def _first(value: Any) -> float | None:
+    """A DICOM window value (single or multi-valued) as one float, or None."""
+    if value is None:
+        return None
+    return float(value[0]) if isinstance(value, Sequence) and not isinstance(value, str) else float(value)
+
+
+def load_stack(row: Mapping[str, Any], root: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The stack of a manifest row as float32 (D, H, W) in [0, 1], resized to ``size`` = (H, W).
+
+    The manifest's ``window_center`` / ``window_width`` win over the file's own window.
+    """
+    path = resolve_path(Path(root), str(row["path"]))
+    pixels, wc, ww = _read_pixels(path)
+    if pixels.ndim == 2:
+        pixels = pixels[None]
+    if pixels.ndim != 3 or pixels.shape[0] == 0:
+        raise DataError(f"{path}: expected a (slices, rows, columns) stack, got shape {pixels.shape}")
+    center = row.get("window_center", wc)
+    width = row.get("window_width", ww)
+    center = wc if center is None or pd.isna(center) else float(center)
+    width = ww if width is None or pd.isna(width) else float(width)
+    return _resize(_window(pixels, center, width), size)
+
+
+def load_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """A binary PNG mask as float32 (H, W) in {0, 1}, resized to ``size``."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataError(f"{path}: lesion mask does not exist")
+    mask = (np.asarray(Image.open(path).convert("L")) > 127).astype(np.float32)
+    return (_resize(mask[None], size)[0] > 0.5).astype(np.float32)
+
+
+class StackStore:
+    """Loaded, resized stacks and slice masks, with an LRU bound in megabytes.
+
+    ``positives`` maps image_id → lesion rows (``slice``, ``mask_path``) whose masks mark the
+    annotated positive slices (key slice ± ``halfwidth``).
+    """
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        root: str | Path,
+        size: tuple[int, int] | None,
+        lesions: pd.DataFrame | None = None,
+        halfwidth: int = 1,
+        cache_mb: float = 1024.0,
+    ) -> None:
+        self.rows = {str(r["image_id"]): r for r in manifest.to_dict("records")}
+        self.root = Path(root)
+        self.size = tuple(size) if size is not None else None
+        self.halfwidth = halfwidth
+        self.cache_bytes = cache_mb * 2**20
+        self._stacks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._masks: dict[tuple[str, int], np.ndarray] = {}
+        self.lesions: dict[str, list[dict[str, Any]]] = {}
+        if lesions is not None and len(lesions):
+            malignant = lesions[lesions["lesion_class"].astype(str) == "malignant"]
+            for r in malignant.to_dict("records"):
+                self.lesions.setdefault(str(r["image_id"]), []).append(r)
+
+    def stack(self, image_id: str) -> np.ndarray:
+        """(D, H, W) float32 in [0, 1]."""
+        if image_id in self._stacks:
+            self._stacks.move_to_end(image_id)
+            return self._stacks[image_id]
+        arr = load_stack(self.rows[image_id], self.root, self.size)
+        self._stacks[image_id] = arr
+        while sum(a.nbytes for a in self._stacks.values()) > self.cache_bytes and len(self._stacks) > 1:
+            self._stacks.popitem(last=False)
+        return arr
+
+    def mask(self, image_id: str, z: int) -> np.ndarray:
+        """(H, W) union of the malignant lesion masks whose key slice is within ±halfwidth of ``z``."""
+        key = (image_id, z)
+        if key not in self._masks:
+            shape = self.size or self.stack(image_id).shape[-2:]
+            out = np.zeros(shape, np.float32)
+            for les in self.lesions.get(image_id, []):
+                if abs(int(les["slice"]) - z) <= self.halfwidth and isinstance(les.get("mask_path"), str):
+                    out = np.maximum(out, load_mask(resolve_path(self.root, les["mask_path"]), self.size))
+            self._masks[key] = out
+        return self._masks[key]
+
+
+class SliceDataset(Dataset):
+    """Training slices: one row of ``table`` per slice.
+
+    table columns: ``image_id``, ``slice``, ``label`` (NaN = none), and 0/1 flags ``sup_cls``, ``sup_seg``,
+    ``kd``. ``__getitem__`` takes an index or (epoch, index) and returns ``image`` (1, H, W), ``mask``
+    (1, H, W), ``label``, ``sup_cls``, ``sup_seg``, ``kd`` (scalars) and ``index``.
+    """
+
+    def __init__(
+        self, table: pd.DataFrame, store: StackStore, augment_cfg: AugmentConfig | None = None, seed: int = 0
+    ) -> None:
+        self.table = table.reset_index(drop=True)
+        self.store = store
+        self.augment_cfg = augment_cfg
+        self.seed = seed
+        cols = ["sup_cls", "sup_seg", "kd"]
+        self._flags = self.table[cols].to_numpy(np.float32)
+        self._labels = np.nan_to_num(self.table["label"].to_numpy(np.float32), nan=0.0)
+        self._ids = self.table["image_id"].astype(str).tolist()
+        self._slices = self.table["slice"].astype(int).tolist()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, key: SampleKey) -> dict[str, Tensor]:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        image_id, z = self._ids[i], self._slices[i]
+        image = self.store.stack(image_id)[z]
+        mask = self.store.mask(image_id, z) if self._flags[i, 1] > 0 else np.zeros_like(image)
+        if self.augment_cfg is not None and self.augment_cfg.enabled:
+            # seeded by (seed, epoch, sample): identical after a resume, different every epoch
+            rng = np.random.default_rng([self.seed, epoch, i])
+            image, mask = augment(image, mask, rng, self.augment_cfg)
+        sup_cls, sup_seg, kd = self._flags[i]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image, np.float32))[None],
+            "mask": torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None],
+            "label": torch.tensor(self._labels[i]),
+            "sup_cls": torch.tensor(sup_cls),
+            "sup_seg": torch.tensor(sup_seg),
+            "kd": torch.tensor(kd),
+            "index": torch.tensor(i),
+        }
+
+
+@torch.inference_mode()
+def score_slices(
+    model: nn.Module,
+    store: StackStore,
+    image_ids: Sequence[str],
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    ctx: Any = None,
+) -> pd.DataFrame:
+    """Sigmoid scores of every slice of ``image_ids`` on NON-augmented slices: columns image_id, slice, score.
+
+    Sharded over ranks by stack (``shard_range``) and gathered in rank order (``gather_variable``), so
+    every rank returns the whole table. Memory stays flat as the pool grows: one stack at a time
+    is held beyond the store's bounded cache, and only one float per slice is kept.
+    """
+    from ..engine.distributed import DistContext, gather_variable, shard_range
+
+    ctx = ctx or DistContext(device=torch.device(device))
+    was_training = model.training
+    model.eval()
+    ids = [str(i) for i in image_ids]
+    local: list[Tensor] = []
+    for k in shard_range(len(ids), ctx):
+        stack = torch.from_numpy(store.stack(ids[k]))
+        if stack.shape[0] != int(store.rows[ids[k]]["n_slices"]):
+            raise DataError(
+                f"{ids[k]}: the stack has {stack.shape[0]} slices, the manifest says n_slices="
+                f"{store.rows[ids[k]]['n_slices']}"
+            )
+        for start in range(0, stack.shape[0], batch_size):
+            x = stack[start : start + batch_size, None].to(ctx.device)
+            local.append(torch.sigmoid(model(x)["logits"].float()).reshape(-1).cpu())
+    scores = torch.cat(local) if local else torch.zeros(0)
+    scores = gather_variable(scores.to(ctx.device), ctx).cpu().numpy()
+    model.train(was_training)
+    depths = [int(store.rows[i]["n_slices"]) for i in ids]
+    return pd.DataFrame(
+        {"image_id": np.repeat(ids, depths), "slice": np.concatenate([np.arange(d) for d in depths]), "score": scores}
+    )
