@@ -116,6 +116,8 @@ def test_vendors_differ():
     assert max(means.values()) - min(means.values()) > 0.08
     # blur/noise differ: GE is the smoothest reconstruction, Siemens the grainiest
     assert hf["GE"] < hf["Hologic"] < hf["Siemens"]
+    # slice count differs: GE's 0.5 mm reconstruction gives about twice the slices of the 1 mm vendors
+    assert np.mean(stats["GE"]["slices"]) > 1.6 * np.mean(stats["Hologic"]["slices"])
     # pixel pitch differs: Siemens' 0.085 mm pitch gives a larger matrix
     assert np.mean(stats["Siemens"]["rows"]) > np.mean(stats["Hologic"]["rows"])
 

@@ -4,7 +4,8 @@ The three DBT systems differ in ways that matter to a CNN (Sechopoulos 2013; Rod
 the tube's angular range sets the depth resolution (Hologic ~15°: structures smear over many slices;
 GE ~25°; Siemens ~50°: sharp in depth), the reconstruction sets sharpness and noise texture, the
 stored tone curve and bit depth differ, and the detector pixel pitch differs (Siemens 0.085 mm vs 0.1 mm),
-which changes the matrix size. The numbers below are chosen so that these differences are of the same
+which changes the matrix size; GE reconstructs thinner slices (0.5 mm here), so its stacks have about
+twice as many slices. The numbers below are chosen so that these differences are of the same
 order as in real data; they are not measurements of any product.
 """
 
@@ -60,11 +61,12 @@ DBT_VENDORS: dict[str, VendorModel] = {
         name="GE",
         manufacturer="GE HEALTHCARE (synthetic)",
         spacing_mm=0.1,
+        slice_thickness_mm=0.5,
         angular_range_deg=25,
         depth_spread=1.2,
         out_of_plane_blur=0.75,
         tissue_z_smooth=2.0,
-        psf_sigma=0.85,
+        psf_sigma=1.1,
         noise_sigma=0.022,
         noise_grain=1.0,
         tone="gamma",
@@ -82,12 +84,12 @@ DBT_VENDORS: dict[str, VendorModel] = {
         out_of_plane_blur=1.0,
         tissue_z_smooth=3.0,
         psf_sigma=0.35,
-        noise_sigma=0.045,
+        noise_sigma=0.075,
         noise_grain=0.3,
         tone="sigmoid",
         tone_param=5.0,
         brightness=-0.03,
         bits_stored=12,
-        tissue_contrast=0.9,
+        tissue_contrast=1.15,
     ),
 }
