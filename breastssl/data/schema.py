@@ -47,7 +47,7 @@ LESION_COLUMNS: dict[str, str] = {
     "lesion_class": "str",
 }
 ALLOWED: dict[str, set[str]] = {
-    "laterality": {"L", "R"},
+    "laterality": {"L", "R", "U"},  # U: unknown (e.g. BUSI records no side)
     "view": {"CC", "MLO", "ML", "LM", "XCCL", "SIO", "US"},
     "modality": {"MG", "DBT", "US"},
     "breast_label": {"cancer", "benign", "normal", "unknown"},

@@ -5,7 +5,7 @@ Published layout: ``Dataset_BUSI_with_GT/{benign,malignant,normal}/<class> (<n>)
 a lesion of the folder's class; normal images have empty masks.
 
 BUSI records neither patient nor laterality: every image is its own patient (images of one woman may
-therefore share a split only by chance), laterality is written as R with ``laterality_known`` False,
+therefore share a split only by chance), laterality is written as U (unknown),
 and everything is in split ``train`` for the user to re-split.
 """
 
@@ -48,7 +48,7 @@ def ingest(root: Path, labels: Path | None = None, skip_bad: bool = False) -> In
                     "image_id": image_id,
                     "patient_id": image_id,
                     "exam_id": image_id,
-                    "laterality": "R",
+                    "laterality": "U",
                     "view": "US",
                     "modality": "US",
                     "vendor": "unknown",
@@ -58,7 +58,6 @@ def ingest(root: Path, labels: Path | None = None, skip_bad: bool = False) -> In
                     "breast_label": label,
                     "annotation": "full",
                     "split": "train",
-                    "laterality_known": False,
                 }
             )
             for j, mask in enumerate(sorted(img.parent.glob(f"{img.stem}_mask*.png"))):
@@ -75,7 +74,7 @@ def ingest(root: Path, labels: Path | None = None, skip_bad: bool = False) -> In
                     {
                         "image_id": image_id,
                         "exam_id": image_id,
-                        "laterality": "R",
+                        "laterality": "U",
                         "view": "US",
                         "lesion_id": f"{image_id}-L{j}",
                         "slice": -1,
