@@ -7,7 +7,10 @@ learning rates.
 
 from __future__ import annotations
 
+from . import bilateral as _bilateral  # noqa: F401  (registers the model)
 from . import classifier_segmenter as _classifier_segmenter  # noqa: F401  (registers the model)
+from . import recognition as _recognition  # noqa: F401  (registers the model)
+from . import retinanet as _retinanet  # noqa: F401  (registers the model)
 from . import tiny_cnn as _tiny_cnn  # noqa: F401  (registers the model)
 from .classifier_segmenter import ClassifierSegmenter, TimmEncoder
 from .config import ModelConfig, build_model

@@ -1,0 +1,5 @@
+"""Post-processing of model outputs: dense CRF masks, and mammography prediction outputs."""
+
+from .crf import CRFParams, crf_mask, crf_posterior, have_pydensecrf
+
+__all__ = ["CRFParams", "crf_mask", "crf_posterior", "have_pydensecrf"]

@@ -1,0 +1,295 @@
+"""Mean teacher (Tarvainen & Valpola 2017) as used by the ultrasound two-stage method (seed 004, stage 2).
+
+Paper: "Semi-supervised deep learning for ultrasound breast nodule detection and classification"
+(medRxiv 2020.04.24.20078816), Methods, Network training (2). Generic over classification models:
+nodule crops here, but mammography or DBT patches work the same way.
+
+Per batch (half labelled L, half unlabelled U; x̃, x̂ two independent noisy views x + N(0, σ²))::
+
+    L = mean_{i∈L} CE(y_i, f(x̃_i; θ)) + w(t) · mean_{i∈C} mean_k (softmax f(x̃_i; θ)_k − softmax f(x̂_i; θ')_k)²
+
+θ' = EMA of θ (a separate frozen module, updated after every optimiser step); C = the unlabelled samples
+(paper: "the consistency error, which is used for the unlabeled breast nodules"; ``consistency_on=all``
+adds the labelled ones, as in the original mean teacher). w(t) = w_max · exp(−5 (1 − t/T)²) for t < T
+(sigmoid ramp-up). A one-logit model is read as two classes (1 − σ, σ). With a classifier-segmenter
+student and annotated masks in the batch (``mask``, ``sup_seg``) the supervised pixel BCE is added as
+``loss_sup_seg``, as in the other strategies.
+
+Defaults from the paper: batch half labelled / half unlabelled (64 + 64), Gaussian input noise 0.15,
+dropout 0.5 (a model setting), Adam lr 3e-3 (a train setting), early stopping after 5 epochs without
+validation-accuracy gain, evaluation with the teacher ("the results predicted by the teacher are more
+likely to be correct"). Not in the paper, from the mean-teacher paper: EMA decay 0.99 (with the
+1 − 1/(n+1) warm-up), ramp-up, w_max (a free choice: 10 here).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from ..config import Section
+from ..engine.ema import EMA
+from ..losses import bce_per_sample, flagged_mean
+from .registry import register_strategy
+
+
+class MeanTeacherConfig(Section):
+    """The mean-teacher section of a run config."""
+
+    name: str = "mean_teacher"
+    ema_decay: float = Field(0.99, ge=0.0, le=1.0, description="teacher EMA decay (mean-teacher paper: 0.99)")
+    consistency_weight: float = Field(10.0, ge=0.0, description="w_max; 0 = supervised only")
+    rampup_steps: int = Field(500, ge=0, description="T of the sigmoid ramp-up of the consistency weight")
+    input_noise: float = Field(0.15, ge=0.0, description="std of the Gaussian input noise (paper: 0.15)")
+    consistency_on: Literal["unlabelled", "all"] = "unlabelled"
+    labelled_fraction: float = Field(0.5, gt=0.0, le=1.0, description="labelled share of a batch (paper: 1/2)")
+    evaluate_with: Literal["teacher", "student"] = "teacher"
+    patience: int = Field(5, ge=1, description="evaluations without validation-accuracy gain before stopping")
+
+
+def rampup(step: int, length: int) -> float:
+    """exp(−5 (1 − t/T)²) for t < T, else 1 (the mean-teacher sigmoid ramp-up)."""
+    if length <= 0 or step >= length:
+        return 1.0
+    t = 1.0 - step / length
+    return math.exp(-5.0 * t * t)
+
+
+def class_probs(logits: Tensor) -> Tensor:
+    """(B,) one logit → (B, 2) [1 − σ, σ]; (B, K) → softmax."""
+    if logits.ndim == 1:
+        p = torch.sigmoid(logits.float())
+        return torch.stack([1.0 - p, p], dim=1)
+    return torch.softmax(logits.float(), dim=1)
+
+
+def malignancy(logits: Tensor) -> Tensor:
+    """(B,) probability of the positive (last) class."""
+    return class_probs(logits)[:, -1]
+
+
+@register_strategy("mean_teacher")
+class MeanTeacher:
+    """Student + EMA teacher; see the module doc. batch: ``image`` (B, C, H, W), ``label`` (B,), ``sup_cls`` (B,)
+    labelled flags; optional ``kd`` (B,) consistency flags (else from ``consistency_on``), ``mask``/``sup_seg``.
+    """
+
+    uses_teacher = False  # it needs no external teacher: its teacher is the EMA of the student
+    ddp_find_unused_parameters = True
+
+    def __init__(self, student: nn.Module, teacher: Any = None, cfg: Any = None) -> None:
+        self.cfg = cfg if isinstance(cfg, MeanTeacherConfig) else MeanTeacherConfig()
+        self.student = student
+        self.ema = EMA(student, self.cfg.ema_decay, warmup=True)  # a separate, frozen module
+        self.early = EarlyStopping(self.cfg.patience)
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.ema.module
+
+    def to(self, device: torch.device) -> None:
+        self.ema.module.to(device)
+
+    def _noisy(self, x: Tensor) -> Tensor:
+        return x + self.cfg.input_noise * torch.randn_like(x) if self.cfg.input_noise > 0 else x
+
+    def loss(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        x = batch["image"]
+        labelled = batch["sup_cls"].float()
+        if "kd" in batch:
+            cons = batch["kd"].float()
+        else:
+            cons = torch.ones_like(labelled) if self.cfg.consistency_on == "all" else 1.0 - labelled
+        out = self.student(self._noisy(x))  # the student and the teacher see different noise
+        logits = out["logits"]
+        if logits.ndim == 1:
+            ce = bce_per_sample(logits, batch["label"].float())
+        else:
+            ce = F.cross_entropy(logits.float(), batch["label"].long().clamp(min=0), reduction="none")
+        parts: dict[str, Tensor] = {"loss_sup_cls": (ce * labelled).sum() / labelled.sum().clamp(min=1.0)}
+        if "mask_logits" in out and "mask" in batch and "sup_seg" in batch:
+            parts["loss_sup_seg"] = flagged_mean(bce_per_sample(out["mask_logits"], batch["mask"]), batch["sup_seg"])
+        weight = self.cfg.consistency_weight * rampup(step, self.cfg.rampup_steps)
+        if weight > 0:
+            self.teacher.eval()  # frozen: dropout off and batch-norm statistics never move
+            with torch.no_grad():
+                target = class_probs(self.teacher(self._noisy(x))["logits"])
+            mse = (class_probs(logits) - target).pow(2).mean(dim=1)
+            parts["loss_consistency"] = weight * (mse * cons).sum() / cons.sum().clamp(min=1.0)
+        loss = torch.stack(list(parts.values())).sum()
+        return {
+            "loss": loss,
+            **parts,
+            "consistency_weight": torch.tensor(weight),
+            "labelled_fraction": labelled.mean().detach(),
+        }
+
+    def after_step(self, step: int) -> None:
+        """θ' ← d·θ' + (1 − d)·θ after every optimiser step."""
+        self.ema.update(getattr(self.student, "module", self.student))
+
+    def eval_model(self) -> nn.Module:
+        """The network used for predictions: the teacher by default (paper), or the student."""
+        return self.teacher if self.cfg.evaluate_with == "teacher" else self.student
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict(), "early": self.early.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state["ema"])
+        # fit_early_stopping evaluates after each chunk's checkpoint: within one process the live record is
+        # newer than the checkpoint's; a restarted process (empty record) takes the checkpoint's
+        if len(state["early"]["history"]) >= len(self.early.history):
+            self.early.load_state_dict(state["early"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": "mean_teacher", **self.cfg.model_dump(exclude={"name"})}
+
+
+class LabelledUnlabelledBatchSampler:
+    """Global batches of ``round(f·B)`` labelled + the rest unlabelled samples (paper: 64 + 64).
+
+    An epoch is one pass over the unlabelled indices (over the labelled ones when there are none);
+    the labelled indices cycle, reshuffled each pass. Orders are a pure function of (seed, epoch), so
+    a resumed run sees the same batches. Rank r takes the r-th slice of each part.
+    """
+
+    def __init__(
+        self,
+        labelled: Sequence[int],
+        unlabelled: Sequence[int],
+        batch_size: int,
+        labelled_fraction: float = 0.5,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.labelled, self.unlabelled = list(labelled), list(unlabelled)
+        if not self.labelled:
+            raise ValueError("the mean-teacher batch sampler needs at least one labelled sample")
+        self.n_lab = (
+            batch_size if not self.unlabelled else max(1, min(batch_size - 1, round(batch_size * labelled_fraction)))
+        )
+        self.n_unl = batch_size - self.n_lab
+        if self.n_lab % world_size or self.n_unl % world_size:
+            raise ValueError(f"{self.n_lab} labelled + {self.n_unl} unlabelled do not split over {world_size} ranks")
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.unlabelled:
+            return max(1, len(self.unlabelled) // self.n_unl)
+        return max(1, len(self.labelled) // self.n_lab)
+
+    def _stream(self, ids: list[int], n: int, g: torch.Generator) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            out += [ids[i] for i in torch.randperm(len(ids), generator=g).tolist()]
+        return out[:n]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        lab = self._stream(self.labelled, len(self) * self.n_lab, g)
+        unl = self._stream(self.unlabelled, len(self) * self.n_unl, g) if self.unlabelled else []
+        pl, pu = self.n_lab // self.world_size, self.n_unl // self.world_size
+        for b in range(len(self)):
+            a, u = b * self.n_lab + self.rank * pl, b * self.n_unl + self.rank * pu
+            yield lab[a : a + pl] + unl[u : u + pu]
+
+
+class EarlyStopping:
+    """Stop after ``patience`` evaluations without a strict gain of the monitored value (higher is better)."""
+
+    def __init__(self, patience: int = 5) -> None:
+        self.patience = patience
+        self.best = -math.inf
+        self.best_step = -1
+        self.bad = 0
+        self.history: list[tuple[int, float]] = []
+
+    def update(self, value: float, step: int) -> bool:
+        """Record ``value`` at ``step``; True when it is a new best."""
+        self.history.append((int(step), float(value)))
+        if value > self.best:
+            self.best, self.best_step, self.bad = float(value), int(step), 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.bad >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"patience": self.patience, "best": self.best, "best_step": self.best_step, "bad": self.bad,
+                "history": [list(h) for h in self.history]}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.patience, self.best, self.best_step = int(state["patience"]), float(state["best"]), int(state["best_step"])
+        self.bad, self.history = int(state["bad"]), [(int(s), float(v)) for s, v in state["history"]]
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: Tensor, batch_size: int = 256) -> np.ndarray:
+    """Malignancy probabilities (N,) of images (N, C, H, W), the model in eval mode (restored afterwards)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        malignancy(model(images[i : i + batch_size].to(device))["logits"]).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    model.train(was)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def fit_early_stopping(
+    strategy: MeanTeacher,
+    dataset: Any,
+    cfg: Any,
+    sampler: Any,
+    evaluate: Callable[[nn.Module], float],
+    eval_every: int,
+    max_steps: int,
+) -> dict[str, Any]:
+    """Train with :func:`breastssl.engine.fit` in chunks of ``eval_every`` steps, early-stopping on ``evaluate``.
+
+    After each chunk ``evaluate(strategy.eval_model())`` (validation accuracy) feeds the strategy's
+    :class:`EarlyStopping`; the best weights (student and teacher) are kept and loaded at the end. The
+    engine resumes each chunk from the previous chunk's checkpoint (``cfg.out_dir``), so a killed run
+    restarted the same way continues. Returns ``{"best_step", "best_value", "steps", "history"}``.
+    """
+    import warnings
+
+    from ..engine import fit
+
+    best: dict[str, Any] | None = None
+    step = 0
+    while step < max_steps and not strategy.early.stop:
+        step = min(step + eval_every, max_steps)
+        chunk = cfg.model_copy(update={"steps": step, "resume": True, "ckpt_every": eval_every})
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="resuming step .* changed train config")
+            result = fit(strategy.student, strategy, dataset, chunk, batch_sampler=sampler)
+        step = result.step
+        if strategy.early.update(evaluate(strategy.eval_model()), step) or best is None:
+            best = {
+                "student": copy.deepcopy(strategy.student.state_dict()),
+                "teacher": copy.deepcopy(strategy.teacher.state_dict()),
+            }
+    if best is not None:
+        strategy.student.load_state_dict(best["student"])
+        strategy.teacher.load_state_dict(best["teacher"])
+    early = strategy.early
+    return {"best_step": early.best_step, "best_value": early.best, "steps": step, "history": early.history}

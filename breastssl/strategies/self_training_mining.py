@@ -1,0 +1,191 @@
+"""Stage 2.1 of the self-training method (seed 002, §3.3): scoring, the p0 schedule, the tentative
+TP/FP/FN/TN table, and the data and batches the mining feeds.
+
+Mining table (paper Table 1), per weakly labelled image with NLP soft label y and CRF mask M_b::
+
+                      NLP + (y > p0)    NLP − (y < 1 − p0)    neither
+    mask + (M_b ≠ ∅)       TP                 FP               unsure
+    mask − (M_b = ∅)       FN                 TN               unsure
+
+TN is dropped (easy negatives); "unsure" (the NLP model is not confident at this p0) is not trained
+on either. p0 starts at 0.95 and drops by 0.1 every 5 epochs within a round, letting in less
+confident reports as the image model gets more robust; it is kept ≥ 0.5 so the two NLP sets never
+overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..data.mammo_pairs import PairArrays
+from ..postprocess.crf import CRFParams, crf_mask
+
+# roles of a training item; FULL marks the fully annotated images
+TN, TP, FP, FN, UNSURE, FULL = 0, 1, 2, 3, 4, 5
+ROLE_NAMES = {TN: "TN", TP: "TP", FP: "FP", FN: "FN", UNSURE: "unsure", FULL: "full"}
+
+
+def p0_at(epoch_in_round: int, start: float = 0.95, step: float = 0.1, every: int = 5, floor: float = 0.5) -> float:
+    """The NLP confidence threshold p0 after ``epoch_in_round`` epochs of a round (paper: 0.95, −0.1 / 5 epochs)."""
+    return max(floor, start - step * (epoch_in_round // every))
+
+
+def mine(y: np.ndarray, mask_positive: np.ndarray, p0: float) -> np.ndarray:
+    """Tentative roles (N,) int of weak images from soft labels y (N,) and mask positivity (N,) bool."""
+    y = np.asarray(y, dtype=float)
+    pos_mask = np.asarray(mask_positive, dtype=bool)
+    if y.shape != pos_mask.shape:
+        raise ValueError(f"soft labels {y.shape} and mask flags {pos_mask.shape} differ in shape")
+    nlp_pos, nlp_neg = y > p0, y < 1.0 - p0
+    roles = np.full(y.shape, UNSURE, dtype=np.int64)
+    roles[nlp_pos & pos_mask] = TP
+    roles[nlp_neg & pos_mask] = FP
+    roles[nlp_pos & ~pos_mask] = FN
+    roles[nlp_neg & ~pos_mask] = TN
+    return roles
+
+
+def role_counts(roles: np.ndarray) -> dict[str, int]:
+    """Counts of the weak roles: ``{"TP": .., "FP": .., "FN": .., "TN": .., "unsure": ..}``."""
+    return {ROLE_NAMES[r]: int((roles == r).sum()) for r in (TP, FP, FN, TN, UNSURE)}
+
+
+@torch.no_grad()
+def score_maps(
+    model: nn.Module, pairs: PairArrays, batch_size: int = 32, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Lesion probability maps (N, H, W) float32 of every pair, model in eval mode (restored after)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for s in range(0, len(pairs), batch_size):
+        x = torch.from_numpy(pairs.images[s : s + batch_size]).to(device)
+        aux = torch.from_numpy(pairs.aux[s : s + batch_size]).to(device)
+        res = model(x, aux) if _takes_aux(model) else model(x)
+        out.append(torch.sigmoid(res["mask_logits"].float())[:, 0].cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, *pairs.images.shape[-2:]), np.float32)
+
+
+def _takes_aux(model: nn.Module) -> bool:
+    import inspect
+
+    inner = getattr(model, "module", model)  # DDP
+    return "aux" in inspect.signature(inner.forward).parameters
+
+
+def crf_masks(maps: np.ndarray, images: np.ndarray, params: CRFParams, min_area: int = 1) -> np.ndarray:
+    """CRF binary masks (N, H, W) bool of maps (N, H, W) over images (N, H, W); regions < min_area px removed."""
+    from scipy import ndimage
+
+    out = np.zeros(maps.shape, dtype=bool)
+    for i in range(len(maps)):
+        m = crf_mask(maps[i], images[i], params)
+        if min_area > 1 and m.any():
+            lab, n = ndimage.label(m)
+            sizes = np.bincount(lab.ravel(), minlength=n + 1)
+            m = (sizes >= min_area)[lab] & m
+        out[i] = m
+    return out
+
+
+class SelfTrainingDataset(Dataset):
+    """Fully and weakly labelled pairs with the current mining state.
+
+    Items: ``image``, ``aux`` (1, H, W); ``mask`` (1, H, W) — the GT mask of a full image, the stage-2.1
+    probability map (soft) or CRF mask (hard) of a weak TP, zeros otherwise; ``label`` () — the image
+    label of a full image, the NLP soft label y (or y > 0.5 when hard) of a weak one; 0/1 flags ``full``,
+    ``weak_seg`` (TP), ``weak_cls`` (TP, FP, FN); ``index``. The strategy updates ``roles``/``pseudo``/``crf``.
+    """
+
+    def __init__(self, pairs: PairArrays, is_full: np.ndarray, soft_label: np.ndarray) -> None:
+        self.pairs = pairs
+        self.is_full = np.asarray(is_full, dtype=bool)
+        self.y = np.nan_to_num(np.asarray(soft_label, dtype=np.float32), nan=0.5)
+        n, h, w = len(pairs), *pairs.images.shape[-2:]
+        self.roles = np.where(self.is_full, FULL, UNSURE).astype(np.int64)  # weak images wait for mining
+        self.pseudo = np.zeros((n, h, w), np.float16)
+        self.crf = np.zeros((n, h, w), bool)
+        self.soft_mask = True
+        self.soft_nlp = True
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def weak_index(self) -> np.ndarray:
+        return np.flatnonzero(~self.is_full)
+
+    def positives(self) -> np.ndarray:
+        """Indices trained as mass-positive images: full images with a lesion, weak TP and FN."""
+        full_pos = self.is_full & self.pairs.table["has_lesion"].to_numpy(bool)
+        return np.flatnonzero(full_pos | np.isin(self.roles, (TP, FN)))
+
+    def negatives(self) -> np.ndarray:
+        """Indices trained as negatives: full images without a lesion, weak FP."""
+        full_neg = self.is_full & ~self.pairs.table["has_lesion"].to_numpy(bool)
+        return np.flatnonzero(full_neg | (self.roles == FP))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        role = int(self.roles[i])
+        if role == FULL:
+            mask = self.pairs.masks[i].astype(np.float32)
+            label = float(self.pairs.table["has_lesion"].iat[i])
+        else:
+            mask = (self.pseudo[i] if self.soft_mask else self.crf[i]).astype(np.float32)[None]
+            label = float(self.y[i]) if self.soft_nlp else float(self.y[i] > 0.5)
+        return {
+            "image": torch.from_numpy(self.pairs.images[i]),
+            "aux": torch.from_numpy(self.pairs.aux[i]),
+            "mask": torch.from_numpy(mask if role in (FULL, TP) else np.zeros_like(mask)),
+            "label": torch.tensor(label, dtype=torch.float32),
+            "full": torch.tensor(float(role == FULL)),
+            "weak_seg": torch.tensor(float(role == TP)),
+            "weak_cls": torch.tensor(float(role in (TP, FP, FN))),
+            "index": torch.tensor(i),
+        }
+
+
+class PosNegSampler:
+    """Batches of a fixed positive : negative ratio (paper 1:5) over the current mining state.
+
+    Batch b of epoch e draws (with replacement) from the pools as they are when it is drawn, seeded by
+    (seed, e, b): mining between rounds changes the pools, and a resumed run (same mining state,
+    restored from the strategy's checkpoint) draws the same batches.
+    """
+
+    def __init__(
+        self,
+        data: SelfTrainingDataset,
+        batch_size: int,
+        batches_per_epoch: int,
+        pos_fraction: float = 1 / 6,
+        seed: int = 0,
+    ) -> None:
+        self.data, self.batch_size, self.batches = data, batch_size, batches_per_epoch
+        self.n_pos = max(1, round(batch_size * pos_fraction))
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in range(self.batches):
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + b)
+            pos, neg = self.data.positives(), self.data.negatives()
+            n_pos = self.n_pos if len(neg) else self.batch_size
+            n_pos = n_pos if len(pos) else 0
+            pick = []
+            if n_pos:
+                pick += pos[torch.randint(len(pos), (n_pos,), generator=g).numpy()].tolist()
+            if self.batch_size - n_pos:
+                pick += neg[torch.randint(len(neg), (self.batch_size - n_pos,), generator=g).numpy()].tolist()
+            yield pick

@@ -1,0 +1,115 @@
+"""One self-training run end to end, as a library call: data → BTV model → ``fit`` → test FROC.
+
+Used by ``breastssl experiment mammo-self-training`` (one call per table cell) and by the tests. The
+run directory holds the loop's checkpoints (a killed run resumes), ``mining.json`` (the TP/FP/FN/TN
+counts of every table rebuild), ``test_maps.npz`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.mammo_pairs import PairArrays
+from ..engine import OptimConfig, ScheduleConfig, TrainConfig, fit
+from ..metrics import FPPI_TARGETS, froc_2d_maps
+from ..models import create_model
+from .self_training import SelfTraining, SelfTrainingConfig
+from .self_training_mining import PosNegSampler, SelfTrainingDataset, score_maps
+
+
+@dataclass
+class RunSpec:
+    """What one table cell trains: which full/weak images, which strategy settings, how long."""
+
+    name: str
+    full_idx: np.ndarray  # positions in the train pairs trained with masks
+    weak_idx: np.ndarray  # positions in the train pairs used with report soft labels
+    strategy: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
+    steps_per_epoch: int = 20
+    batch_size: int = 12
+    lr: float = 1e-3
+    cls_lr_mult: float = 10.0
+    model: dict[str, Any] = field(default_factory=lambda: {"backbone": "tiny", "width": 8, "decoder_width": 32})
+    seed: int = 0
+    region_threshold: float = 0.25
+
+
+def froc_summary(maps: np.ndarray, masks: np.ndarray, region_threshold: float) -> dict[str, Any]:
+    """FROC of maps (N, H, W) against masks (N, H, W), IoU > 0.2: sensitivity at 0.1/0.2/0.5/1 FPPI + mean."""
+    res = froc_2d_maps(list(maps), list(masks), threshold=region_threshold, iou_threshold=0.2)
+    return {
+        "sens": {f"{t:g}": res.sensitivity_at[t] for t in FPPI_TARGETS},
+        "mean": res.mean_sensitivity,
+        "curve": {"fppi": res.fppi.tolist(), "sensitivity": res.sensitivity.tolist()},
+        "n_images": res.n_images,
+        "n_lesions": res.n_lesions,
+    }
+
+
+def run_self_training(
+    spec: RunSpec,
+    train: PairArrays,
+    soft_label: np.ndarray,
+    test: PairArrays,
+    out_dir: str | Path,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train one configuration and evaluate it on ``test``; returns (and writes) ``metrics.json``'s dict.
+
+    soft_label: (N_train,) NLP soft label of every train pair (NaN where unknown; used for weak ones).
+    A finished run (``metrics.json`` present) is read back instead of retrained.
+    """
+    out = Path(out_dir)
+    done = out / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    keep = np.concatenate([spec.full_idx, spec.weak_idx]).astype(int)
+    is_full = np.r_[np.ones(len(spec.full_idx), bool), np.zeros(len(spec.weak_idx), bool)]
+    data = SelfTrainingDataset(train.subset(keep), is_full, np.asarray(soft_label, float)[keep])
+    torch.manual_seed(spec.seed)
+    model = create_model("bilateral_two_view", **spec.model)
+    strategy = SelfTraining(model, None, spec.strategy)
+    strategy.attach(data, spec.steps_per_epoch)
+    cfg = TrainConfig(
+        steps=strategy.total_steps(),
+        batch_size=spec.batch_size,
+        optim=OptimConfig(name="adam", lr=spec.lr, weight_decay=0.0, lr_mult={"cls_head": spec.cls_lr_mult}),
+        schedule=ScheduleConfig(name="constant"),
+        seed=spec.seed,
+        device="cpu",
+        round_steps=strategy.round_steps(),
+        log_every=spec.steps_per_epoch,
+        ckpt_every=strategy.round_steps(),
+        keep_last=1,
+        out_dir=str(out),
+        tensorboard=False,
+        progress=progress,
+    )
+    sampler = PosNegSampler(data, spec.batch_size, spec.steps_per_epoch, spec.strategy.pos_fraction, spec.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    size = list(train.images.shape[-2:])
+    (out / "model.json").write_text(json.dumps({"name": "bilateral_two_view", "kwargs": spec.model, "size": size}))
+    fit(model, strategy, data, cfg, batch_sampler=sampler)
+    maps = score_maps(model, test, 64)
+    metrics = froc_summary(maps, test.masks[:, 0], spec.region_threshold)
+    metrics.update(
+        name=spec.name,
+        n_full=int(len(spec.full_idx)),
+        n_weak=int(len(spec.weak_idx)),
+        soft_mask=spec.strategy.soft_mask,
+        soft_nlp=spec.strategy.soft_nlp,
+        steps=cfg.steps,
+        mining=strategy.history,
+    )
+    np.savez_compressed(out / "test_maps.npz", maps=maps.astype(np.float16))
+    (out / "mining.json").write_text(json.dumps(strategy.history, indent=1))
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1))
+    tmp.replace(done)
+    return metrics
