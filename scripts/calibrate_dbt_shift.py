@@ -41,8 +41,15 @@ def _exam(args):
     out = []
     for s in stacks:
         key = [les.key_slice for les in s.lesions if les.lesion_class == "malignant"]
-        out.append({"vendor": s.vendor, "label": int(s.breast_label == "cancer"), "lat": s.laterality,
-                    "x": prepare(s.stored, s.window), "key": key})
+        out.append(
+            {
+                "vendor": s.vendor,
+                "label": int(s.breast_label == "cancer"),
+                "lat": s.laterality,
+                "x": prepare(s.stored, s.window),
+                "key": key,
+            }
+        )
     return i, out
 
 
@@ -109,8 +116,11 @@ def train_eval(data, train_ids, test_ids, steps: int, seed: int, batch: int = 64
     out = {"train_slices": len(ys), "train_pos": int(Y.sum())}
     for vendor, rows in sorted(scores.items()):
         arr = np.array(rows)
-        out[vendor] = {"auc": round(float(roc_auc_score(arr[:, 1], arr[:, 0])), 4), "breasts": len(rows),
-                       "cancer": int(arr[:, 1].sum())}
+        out[vendor] = {
+            "auc": round(float(roc_auc_score(arr[:, 1], arr[:, 0])), 4),
+            "breasts": len(rows),
+            "cancer": int(arr[:, 1].sum()),
+        }
     return out
 
 

@@ -25,10 +25,14 @@ def read_back(root: Path) -> dict:
         img = read_image(root / row["path"], row)
         shapes.add(tuple(img.pixels.shape[-3:] if img.pixels.ndim == 4 else img.pixels.shape))
         mismatched += img.meta.get("laterality") not in (None, "", row["laterality"])
-    return {"images": len(manifest), "lesions": 0 if lesions is None else len(lesions),
-            "vendors": ", ".join(sorted(manifest["vendor"].unique())),
-            "labels": manifest["breast_label"].value_counts().to_dict(),
-            "laterality_mismatch": int(mismatched), "example_shape": sorted(shapes)[0]}
+    return {
+        "images": len(manifest),
+        "lesions": 0 if lesions is None else len(lesions),
+        "vendors": ", ".join(sorted(manifest["vendor"].unique())),
+        "labels": manifest["breast_label"].value_counts().to_dict(),
+        "laterality_mismatch": int(mismatched),
+        "example_shape": sorted(shapes)[0],
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -50,9 +54,17 @@ def register(app: typer.Typer) -> None:
             run_synth(modality, target, n, seed, "dicom", preview=True, overwrite=overwrite)
             s = read_back(target)
             if s["laterality_mismatch"]:
-                console.print(f"[red]{modality}: {s['laterality_mismatch']} images whose tags disagree with the manifest")
+                console.print(
+                    f"[red]{modality}: {s['laterality_mismatch']} images whose tags disagree with the manifest"
+                )
             labels = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
-            table.add_row(modality, str(s["images"]), str(s["lesions"]), s["vendors"], labels,
-                          "×".join(map(str, s["example_shape"])))
+            table.add_row(
+                modality,
+                str(s["images"]),
+                str(s["lesions"]),
+                s["vendors"],
+                labels,
+                "×".join(map(str, s["example_shape"])),
+            )
         console.print(table)
         console.print(f"previews: {out}/data/<modality>/preview.png; statistics: {out}/data/<modality>/dataset.json")

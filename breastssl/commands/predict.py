@@ -15,7 +15,7 @@ from ..errors import UserError
 from .common import console
 
 PREDICTORS = {
-    "us": "breastssl.experiments.us_mean_teacher:predict",
+    "us": "breastssl.inference.us_predict:predict",
     "mg": "breastssl.postprocess.predict_mammo:predict",
 }
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import typer
-from torch import nn
 
 from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from torch import nn
 from .common import SetOpt, console
 
 TEACHER_SCORES = "teacher_scores.csv"

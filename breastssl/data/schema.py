@@ -151,9 +151,8 @@ def validate_lesions(
     size = lesions[["w", "h"]].apply(pd.to_numeric, errors="coerce")
     bad = size.isna().any(axis=1) | (size <= 0).any(axis=1)
     if bad.any():
-        problems.append(
-            f"w and h must be positive numbers; bad at {_listing([f'row {i + 2}' for i in bad.to_numpy().nonzero()[0]])}"
-        )
+        rows = [f"row {i + 2}" for i in bad.to_numpy().nonzero()[0]]
+        problems.append(f"w and h must be positive numbers; bad at {_listing(rows)}")
     if manifest is not None:
         known = set(manifest["image_id"].astype(str))
         orphans = sorted(set(lesions["image_id"].astype(str)) - known)

@@ -51,8 +51,11 @@ def test_existing_output_refused_without_overwrite(tmp_path, capsys):
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "breastssl.cli", "synth", "ct", "--out", str(tmp_path / "y")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "breastssl.cli", "synth", "ct", "--out", str(tmp_path / "y")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown modality" in proc.stderr
 

@@ -10,9 +10,21 @@ from breastssl.errors import DataError
 
 
 def _row(i: int, **kw) -> dict:
-    row = {"image_id": f"img{i}", "patient_id": f"p{i}", "exam_id": f"e{i}", "laterality": "L", "view": "CC",
-           "modality": "DBT", "vendor": "Hologic", "site": "s", "path": f"img{i}.npy", "n_slices": 4,
-           "breast_label": "normal", "annotation": "full", "split": "train"}
+    row = {
+        "image_id": f"img{i}",
+        "patient_id": f"p{i}",
+        "exam_id": f"e{i}",
+        "laterality": "L",
+        "view": "CC",
+        "modality": "DBT",
+        "vendor": "Hologic",
+        "site": "s",
+        "path": f"img{i}.npy",
+        "n_slices": 4,
+        "breast_label": "normal",
+        "annotation": "full",
+        "split": "train",
+    }
     row.update(kw)
     return row
 
@@ -58,8 +70,20 @@ def test_duplicate_ids_and_bad_slices():
 
 def test_lesions_validation():
     manifest = pd.DataFrame([_row(0)])
-    ok = {"image_id": "img0", "exam_id": "e0", "laterality": "L", "view": "CC", "lesion_id": "a", "slice": 1,
-          "x": 1, "y": 2, "w": 3, "h": 4, "mask_path": "", "lesion_class": "malignant"}
+    ok = {
+        "image_id": "img0",
+        "exam_id": "e0",
+        "laterality": "L",
+        "view": "CC",
+        "lesion_id": "a",
+        "slice": 1,
+        "x": 1,
+        "y": 2,
+        "w": 3,
+        "h": 4,
+        "mask_path": "",
+        "lesion_class": "malignant",
+    }
     validate_lesions(pd.DataFrame([ok]), manifest)
     with pytest.raises(DataError, match="not in the manifest: ghost"):
         validate_lesions(pd.DataFrame([{**ok, "image_id": "ghost"}]), manifest)
@@ -77,6 +101,18 @@ def test_load_dataset_unreadable(tmp_path):
 
 
 def test_schema_has_design_columns():
-    for col in ["patient_id", "exam_id", "laterality", "view", "modality", "vendor", "site", "path", "n_slices",
-                "breast_label", "annotation", "split"]:
+    for col in [
+        "patient_id",
+        "exam_id",
+        "laterality",
+        "view",
+        "modality",
+        "vendor",
+        "site",
+        "path",
+        "n_slices",
+        "breast_label",
+        "annotation",
+        "split",
+    ]:
         assert col in MANIFEST_COLUMNS

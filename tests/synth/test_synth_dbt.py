@@ -17,8 +17,11 @@ SMALL = ["height=48", "width=40"]
 
 
 def _digest(root) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "dataset.json"}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "dataset.json"
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,333 @@
+"""Experiment ``us-mean-teacher``: the two-stage ultrasound method of seed 004 (DESIGN §5.3), Tables 2–4.
+
+1. Data: a manifest (synthetic by default: two sites, site A annotated in part, site B an independent test
+   site; or BUSI through ``breastssl ingest --format busi``). Basic set = train rows with ``annotation ==
+   full`` (or a ``basic_fraction`` of the train rows), extended set = the other train rows.
+2. Detector (Faster R-CNN, nodule vs background) trained on the basic set's boxes through the engine's
+   loop; its top box per image, with a margin, gives the crops. Table 2: box IoU ("ASC") mean ± std.
+3. Recognition CNN trained three ways, per seed: semi-supervised (mean teacher: basic labelled +
+   extended unlabelled), supervised on the basic set, supervised on basic + extended with labels.
+   Early stopping on validation accuracy. Tables 3–4: sensitivity, specificity, accuracy at a threshold,
+   AUC with DeLong 95% CI, per test site; paired DeLong tests of semi vs each baseline.
+4. ``report.html``, ``metrics.json``, ``predictions.csv``, ``detections.csv`` and ``us_model.pt`` (detector +
+   teacher, for ``breastssl predict``) in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+
+from ..config import Section
+from ..models.detection import create_detector
+from ..strategies.mean_teacher import MeanTeacherConfig
+
+ARMS = ("semi", "sup_basic", "sup_all")
+ARM_LABELS = {"semi": "Semi-supervised (mean teacher)", "sup_basic": "Supervised, basic set",
+              "sup_all": "Supervised, basic + extended labels"}  # fmt: skip
+
+
+class USDetectorConfig(Section):
+    backbone: str = Field("tiny", description="tiny | mobilenet_v3 | vgg16 (paper) | resnet50_fpn")
+    pretrained: bool = False
+    min_size: int = 128
+    max_size: int = 256
+    steps: int = Field(500, ge=1)
+    freeze_steps: int = Field(50, ge=0, description="paper: 5000 of 70000")
+    batch_size: int = 4
+    lr: float = 0.01
+
+
+class USRecognitionConfig(Section):
+    model: str = Field("recognition_cnn", description="recognition_cnn, or classifier_segmenter + backbone (timm)")
+    backbone: str | None = None
+    width: int = 16
+    dropout: float = 0.5
+    crop_size: int = 32
+    margin: float = 0.15
+    min_score: float = Field(0.3, ge=0, le=1, description="extended-set crops need this detector score")
+    batch_size: int = 32
+    lr: float = 3e-3
+    max_steps: int = 1500
+    eval_every: int = Field(50, ge=1, description="steps per early-stopping evaluation ('epoch')")
+    mean_teacher: MeanTeacherConfig = Field(default_factory=MeanTeacherConfig)
+
+
+class USExperimentConfig(Section):
+    manifest: str | None = Field(None, description="manifest CSV; None = generate synthetic ultrasound")
+    synth_n: int = 800
+    synth_seed: int = 0
+    synth_set: list[str] = Field(default_factory=list, description="generator overrides, e.g. separation=0.7")
+    basic_fraction: float | None = Field(None, gt=0, lt=1, description="None: basic = annotation 'full'")
+    detector: USDetectorConfig = Field(default_factory=USDetectorConfig)
+    recognition: USRecognitionConfig = Field(default_factory=USRecognitionConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    arms: list[str] = Field(default_factory=lambda: list(ARMS))
+    threshold: float = Field(0.5, description="malignant when p >= threshold")
+    device: str = "cpu"
+    out_dir: str = "runs/us_mean_teacher"
+
+
+def _train_cfg(out: Path, steps: int, batch: int, optim: dict, seed: int, device: str, **extra: Any) -> Any:
+    from ..engine import TrainConfig
+
+    kw: dict[str, Any] = {"schedule": {"name": "constant"}, **extra}
+    quiet = {"progress": False, "tensorboard": False, "log_every": 50, "ckpt_every": 10**9, "keep_last": 1}
+    return TrainConfig(steps=steps, batch_size=batch, optim=optim, seed=seed, device=device, out_dir=str(out),
+                       **quiet, **kw)  # fmt: skip
+
+
+def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """Manifest (with a ``set`` column: basic, extended, val, test) and lesions; generates data if needed."""
+    from ..data.schema import read_table
+
+    if cfg.manifest is None:
+        from ..commands.synth import run_synth
+
+        root = out / "data"
+        if not (root / "manifest.csv").is_file():
+            run_synth("us", root, cfg.synth_n, cfg.synth_seed, "npy", overrides=cfg.synth_set, workers=1, quiet=True)
+        path = root / "manifest.csv"
+    else:
+        path = Path(cfg.manifest)
+    man = read_table(path).astype({"image_id": str})
+    les_path = path.parent / "lesions.csv"
+    les = read_table(les_path).astype({"image_id": str}) if les_path.is_file() else pd.DataFrame()
+    split = man["split"].astype(str)
+    if not (split == "test").any():  # e.g. BUSI: everything in train; 70/10/20 by patient
+        rng = np.random.default_rng(cfg.synth_seed)
+        pats = man["patient_id"].astype(str).unique()
+        u = dict(zip(pats, rng.random(len(pats)), strict=True))
+        r = man["patient_id"].astype(str).map(u)
+        split = pd.Series(np.where(r < 0.7, "train", np.where(r < 0.8, "val", "test")), index=man.index)
+    if cfg.basic_fraction is not None:
+        rng = np.random.default_rng(cfg.synth_seed + 1)
+        basic = pd.Series(rng.random(len(man)) < cfg.basic_fraction, index=man.index)
+    else:
+        basic = man["annotation"].astype(str) == "full"
+    man["set"] = np.where(split == "train", np.where(basic, "basic", "extended"), split)
+    return man, les, path.parent
+
+
+def train_detector(cfg: USExperimentConfig, man: pd.DataFrame, frames: dict, boxes: dict, out: Path) -> Any:
+    """Faster R-CNN on the basic set's frames (nodule boxes; frames without a nodule are negatives)."""
+    from ..data.us_dataset import DetectionDataset
+    from ..engine import fit
+    from ..strategies.detection import DetectionConfig, DetectionStrategy, detection_collate
+
+    d = cfg.detector
+    torch.manual_seed(cfg.seeds[0])
+    det = create_detector(d.backbone, pretrained=d.pretrained, min_size=d.min_size, max_size=d.max_size)
+    strategy = DetectionStrategy(det, cfg=DetectionConfig(freeze_steps=d.freeze_steps))
+    optim = {"name": "sgd", "lr": d.lr, "momentum": 0.9, "weight_decay": 1e-4}
+    schedule = {"name": "cosine", "warmup_steps": min(20, d.steps // 10)}
+    tcfg = _train_cfg(out / "detector", d.steps, d.batch_size, optim, cfg.seeds[0], cfg.device, schedule=schedule,
+                      clip_grad_norm=10.0)  # fmt: skip
+    ids = man.loc[man["set"] == "basic", "image_id"].tolist()
+    fit(det, strategy, DetectionDataset(ids, frames, boxes), tcfg, collate_fn=detection_collate)
+    return det.eval()
+
+
+def detection_table(det: Any, man: pd.DataFrame, frames: dict, boxes: dict, labels: dict) -> pd.DataFrame:
+    """Top box per image with set, site, label (−1 if none) and IoU with the GT box (NaN if none)."""
+    from ..data.us_crops import box_iou, detect
+
+    d = detect(det, frames, man["image_id"].tolist())
+    d = d.merge(man[["image_id", "set", "site"]], on="image_id")
+    d["label"] = d["image_id"].map(labels).fillna(-1).astype(int)
+    d["iou"] = [box_iou(np.array([r.x0, r.y0, r.x1, r.y1]), boxes[r.image_id][0]) if r.image_id in boxes else math.nan
+                for r in d.itertuples()]  # fmt: skip
+    return d
+
+
+def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Path) -> tuple[Any, dict]:
+    """Train one arm's recognition network with early stopping; returns (the evaluation model, summary)."""
+    from ..data.us_crops import CropDataset
+    from ..models import create_model
+    from ..strategies.mean_teacher import LabelledUnlabelledBatchSampler, MeanTeacher, fit_early_stopping, predict_proba
+
+    r = cfg.recognition
+    torch.manual_seed(seed)
+    kw: dict[str, Any] = {"dropout": r.dropout, "num_classes": 1}
+    kw.update({"width": r.width} if r.model == "recognition_cnn" else {"backbone": r.backbone, "seg_decoder": False})
+    model = create_model(r.model, **kw)
+    mt = r.mean_teacher.model_copy(update={"patience": r.mean_teacher.patience})
+    if arm != "semi":
+        mt = mt.model_copy(update={"consistency_weight": 0.0, "evaluate_with": "student"})
+    strategy = MeanTeacher(model, None, mt)
+    tr = crops["train"]
+    has_label = tr["label"] >= 0
+    labelled = (tr["set"] == "basic") & has_label
+    if arm == "sup_all":
+        labelled = has_label
+    unlabelled = (tr["set"] == "extended") & (tr["score"] >= r.min_score) if arm == "semi" else tr["set"] == "_none"
+    lab_idx, unl_idx = np.flatnonzero(labelled.to_numpy()), np.flatnonzero(unlabelled.to_numpy())
+    ds = CropDataset(crops["train_x"], tr["label"].clip(lower=0).to_numpy(), labelled.to_numpy(), augment=True)
+    sampler = LabelledUnlabelledBatchSampler(lab_idx, unl_idx, r.batch_size, mt.labelled_fraction, seed=seed)
+    vx, vy = torch.from_numpy(crops["val_x"]), crops["val"]["label"].to_numpy()
+
+    def val_accuracy(m: torch.nn.Module) -> float:
+        return float(((predict_proba(m, vx) >= cfg.threshold) == (vy == 1)).mean())
+
+    tcfg = _train_cfg(out / "runs" / f"{arm}_s{seed}", r.max_steps, r.batch_size,
+                      {"name": "adam", "lr": r.lr, "weight_decay": 0.0}, seed, cfg.device)  # fmt: skip
+    summary = fit_early_stopping(strategy, ds, tcfg, sampler, val_accuracy, r.eval_every, r.max_steps)
+    summary.update(n_labelled=len(lab_idx), n_unlabelled=len(unl_idx))
+    return strategy.eval_model(), summary
+
+
+def classification_metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict[str, float]:
+    from ..metrics import accuracy, delong_ci, sensitivity, specificity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auc, lo, hi = delong_ci(y, s)
+        return {"n": int(len(y)), "n_malignant": int(y.sum()), "sensitivity": sensitivity(y, s, thr),
+                "specificity": specificity(y, s, thr), "accuracy": accuracy(y, s, thr), "auc": auc,
+                "auc_low": lo, "auc_high": hi}  # fmt: skip
+
+
+def summarise(preds: pd.DataFrame, det: pd.DataFrame, thr: float) -> dict[str, Any]:
+    """Table 2 (IoU per test site), Tables 3–4 (per site, arm, seed and the seed mean), DeLong tests."""
+    from ..metrics import delong_test
+
+    out: dict[str, Any] = {"detection": {}, "classification": [], "delong": []}
+    for name, g in det[det["iou"].notna()].groupby("set_name"):
+        iou = g["iou"].to_numpy()
+        out["detection"][name] = {"n": len(iou), "iou_mean": float(iou.mean()), "iou_std": float(iou.std()),
+                                  "hit_rate_iou_0.5": float((iou > 0.5).mean())}  # fmt: skip
+    for (name, seed), g in preds.groupby(["set_name", "seed"]):
+        wide = g.pivot(index="image_id", columns="arm", values="score")
+        y = g.groupby("image_id")["label"].first().loc[wide.index].to_numpy()
+        for arm in wide.columns:
+            out["classification"].append({"set": name, "seed": int(seed), "arm": arm,
+                                          **classification_metrics(y, wide[arm].to_numpy(), thr)})  # fmt: skip
+        for other in [a for a in wide.columns if a != "semi"] if "semi" in wide.columns else []:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t = delong_test(y, wide["semi"].to_numpy(), wide[other].to_numpy())
+            out["delong"].append({"set": name, "seed": int(seed), "a": "semi", "b": other, **t.to_dict()})
+    return out
+
+
+def run(cfg: USExperimentConfig) -> dict[str, Any]:
+    """Run the whole experiment (see the module doc); returns the metrics dict."""
+    from ..data.us_crops import make_crops
+    from ..data.us_dataset import gt_boxes, gt_labels, load_frames
+    from ..fsutil import atomic_file
+    from ..strategies.mean_teacher import predict_proba
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    man, les, root = load_data(cfg, out)
+    frames, boxes, labels = load_frames(man, root), gt_boxes(les), gt_labels(les)
+    det = train_detector(cfg, man, frames, boxes, out)
+    dt = detection_table(det, man, frames, boxes, labels)
+    train_sites = set(man.loc[man["set"].isin(["basic", "extended"]), "site"].astype(str))
+    site = dt["site"].astype(str)
+    tag = np.where(site.isin(train_sites), "test " + site, "independent " + site)
+    dt["set_name"] = np.where(dt["set"] == "test", tag, dt["set"])
+    r = cfg.recognition
+    crops: dict[str, Any] = {}
+    parts = {"train": dt[dt["set"].isin(["basic", "extended"])], "val": dt[(dt["set"] == "val") & (dt["label"] >= 0)],
+             "test": dt[(dt["set"] == "test") & (dt["label"] >= 0)]}  # fmt: skip
+    for key, tab in parts.items():
+        crops[key] = tab.reset_index(drop=True)
+        crops[f"{key}_x"] = make_crops(frames, crops[key], r.crop_size, r.margin)
+    rows, runs = [], []
+    models: dict[tuple[str, int], Any] = {}
+    for seed in cfg.seeds:
+        for arm in cfg.arms:
+            model, summary = train_arm(arm, seed, cfg, crops, out)
+            models[(arm, seed)] = model
+            runs.append({"arm": arm, "seed": seed, **summary})
+            p = predict_proba(model, torch.from_numpy(crops["test_x"]))
+            t = crops["test"]
+            rows.append(pd.DataFrame({"image_id": t["image_id"], "set_name": t["set_name"], "label": t["label"],
+                                      "arm": arm, "seed": seed, "score": p}))  # fmt: skip
+    preds = pd.concat(rows, ignore_index=True)
+    metrics = summarise(preds, dt, cfg.threshold)
+    metrics["runs"] = runs
+    metrics["counts"] = {k: int(v) for k, v in dt.groupby("set_name").size().items()}
+    metrics["config"] = cfg.model_dump(mode="json")
+    for name, df in {"predictions.csv": preds, "detections.csv": dt}.items():
+        with atomic_file(out / name) as tmp:
+            df.to_csv(tmp, index=False)
+    with atomic_file(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, default=float))
+    with atomic_file(out / "report.html") as tmp:
+        tmp.write_text(render(metrics, preds))
+    if ("semi", cfg.seeds[0]) in models:
+        save_bundle(out / "us_model.pt", det, models[("semi", cfg.seeds[0])], cfg)
+    return metrics
+
+
+def save_bundle(path: Path, det: Any, recog: Any, cfg: USExperimentConfig) -> None:
+    """Detector + recognition weights and their settings, loadable with ``weights_only=True``."""
+    from ..fsutil import atomic_file
+
+    bundle = {"format": 1, "detector": det.state_dict(), "recognition": recog.state_dict(),
+              "detector_cfg": cfg.detector.model_dump(mode="json"),
+              "recognition_cfg": cfg.recognition.model_dump(mode="json", exclude={"mean_teacher"})}  # fmt: skip
+    with atomic_file(path, "wb") as tmp:
+        torch.save(bundle, tmp)
+
+
+def render(metrics: dict[str, Any], preds: pd.DataFrame) -> str:
+    """The HTML report: data, Table 2 (IoU), Tables 3–4 per test site (per seed and seed mean), DeLong tests."""
+    from ..metrics import roc_curve_points
+    from ..reports.html import ci, fmt, page, table
+    from ..reports.plots import roc_png
+
+    def pm(v: pd.Series) -> str:
+        return f"{v.mean():.3f} ± {v.std(ddof=0):.3f}" if len(v) > 1 else fmt(float(v.iloc[0]))
+
+    cfg = metrics["config"]
+    secs = [("Data (images per set)", table(["set", "images"], list(metrics["counts"].items())))]
+    det = [[k, v["n"], f"{v['iou_mean']:.3f} ± {v['iou_std']:.3f}", v["hit_rate_iou_0.5"]]
+           for k, v in metrics["detection"].items()]  # fmt: skip
+    secs.append(("Table 2: detection, box IoU (ASC)", table(["set", "nodules", "IoU mean ± std", "IoU > 0.5"], det)))
+    cls = pd.DataFrame(metrics["classification"])
+    keys = ["sensitivity", "specificity", "accuracy", "auc"]
+    for name, g in cls.groupby("set", sort=False):
+        mean = [[ARM_LABELS.get(a, a), len(h), *[pm(h[k]) for k in keys]] for a, h in g.groupby("arm", sort=False)]
+        per = [[ARM_LABELS.get(r.arm, r.arm), r.seed, r.sensitivity, r.specificity, r.accuracy,
+                ci(r.auc, r.auc_low, r.auc_high)] for r in g.itertuples()]  # fmt: skip
+        curves = {}
+        sub = preds[(preds["set_name"] == name) & (preds["seed"] == preds["seed"].min())]
+        for arm, h in sub.groupby("arm", sort=False):
+            fpr, tpr, _ = roc_curve_points(h["label"].to_numpy(), h["score"].to_numpy())
+            curves[arm] = (fpr, tpr, float(g[(g.arm == arm) & (g.seed == h.seed.iloc[0])]["auc"].iloc[0]))
+        body = table(["method", "seeds", "sensitivity", "specificity", "accuracy", "AUC"], mean) + table(
+            ["method", "seed", "sensitivity", "specificity", "accuracy", "AUC [95% CI, DeLong]"], per
+        )
+        try:
+            from ..reports.html import figure
+
+            body += f'<div class="figs">{figure(roc_png(curves, f"ROC, {name}"), name)}</div>'
+        except Exception:  # noqa: BLE001  (a figure is never worth failing the report)
+            pass
+        secs.append((f"Classification, {name} (threshold {cfg['threshold']})", body))
+    dl = [[d["set"], d["seed"], f"semi − {d['b']}", d["difference"], f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]",
+           d["p"]] for d in metrics["delong"]]  # fmt: skip
+    secs.append(("Paired DeLong tests", table(["set", "seed", "difference", "AUC diff", "95% CI", "p"], dl)))
+    runs = [[r["arm"], r["seed"], r["n_labelled"], r["n_unlabelled"], r["steps"], r["best_step"], r["best_value"]]
+            for r in metrics["runs"]]  # fmt: skip
+    secs.append(
+        (
+            "Training (early stopping on validation accuracy)",
+            table(["arm", "seed", "labelled", "unlabelled", "steps", "best step", "best val acc"], runs),
+        )
+    )
+    meta = [f"detector: {cfg['detector']['backbone']} Faster R-CNN, {cfg['detector']['steps']} steps; "
+            f"recognition: {cfg['recognition']['model']}; seeds {cfg['seeds']}",
+            "two-stage method of seed 004: basic set = labelled, extended set = unlabelled (semi)"]  # fmt: skip
+    return page("Ultrasound: detection + mean-teacher classification", meta, secs)
