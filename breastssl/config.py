@@ -72,16 +72,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return ``data`` with each ``key.path=value`` override set (creating nested mappings)."""
+def apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return ``data`` with each ``key.path=value`` override set.
+
+    A dotted override changes one key of the *effective* value: a mapping on the path that ``data``
+    does not set starts from ``defaults`` (the model's default values), so ``--set contrast.malignant=…``
+    keeps the default ``contrast.benign`` instead of dropping it.
+    """
     data = dict(data)
     for text in overrides:
         parts, value = parse_override(text)
-        node = data
+        node, base = data, defaults
         for i, part in enumerate(parts[:-1]):
+            base = base.get(part) if isinstance(base, Mapping) else None
             child = node.get(part)
             if child is None:
-                child = {}
+                child = dict(base) if isinstance(base, Mapping) else {}
             elif not isinstance(child, dict):
                 raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is not a section")
             node[part] = dict(child)
@@ -126,11 +134,19 @@ def build_config(cls: type[T], data: Mapping[str, Any], source: str = "config") 
         raise ConfigError(format_validation_error(cls, err, source)) from None
 
 
+def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    """The model's default values as plain data ({} if some field has no default)."""
+    try:
+        return cls().model_dump(mode="python")
+    except ValidationError:
+        return {}
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Load ``cls`` from an optional YAML file plus ``key.path=value`` overrides."""
     overrides = list(overrides)
     data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(data, overrides, _defaults(cls))
     source = str(path) if path is not None else "defaults"
     if overrides:
         source += " + --set " + " ".join(overrides)

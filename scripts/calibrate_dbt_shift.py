@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from breastssl.config import apply_overrides, build_config
+from breastssl.config import load_config
 from breastssl.data.synth.dbt import DBTSynthConfig, generate_exam
 
 SIZE = (80, 64)
@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--test-per-vendor", type=int, default=150, help="test exams per vendor")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    cfg = build_config(DBTSynthConfig, apply_overrides({}, args.set))
+    cfg = load_config(DBTSynthConfig, None, args.set)
     t0 = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
         data = dict(pool.map(_exam, [(cfg, args.data_seed, i) for i in range(args.exams)], chunksize=16))

@@ -68,3 +68,20 @@ def test_save_resolved_roundtrip(tmp_path):
     data = yaml.safe_load((tmp_path / "resolved.yaml").read_text())
     assert data == {"name": "x", "steps": 10, "optim": {"lr": 0.25, "momentum": 0.9}}
     assert load_config(Run, tmp_path / "resolved.yaml") == cfg
+
+
+class Synth(Section):
+    contrast: dict[str, tuple[float, float]] = {"malignant": (0.1, 0.2), "benign": (0.3, 0.4)}
+    sites: dict[str, dict[str, float]] = {"a": {"gain": 1.0, "depth": 2.0}}
+
+
+def test_dotted_override_keeps_other_keys_of_a_dict_default():
+    cfg = load_config(Synth, None, ["contrast.malignant=[0.5, 0.6]", "sites.a.gain=3"])
+    assert cfg.contrast == {"malignant": (0.5, 0.6), "benign": (0.3, 0.4)}
+    assert cfg.sites == {"a": {"gain": 3.0, "depth": 2.0}}
+
+
+def test_yaml_mapping_still_replaces_a_dict(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("contrast:\n  malignant: [0.5, 0.6]\n")
+    assert load_config(Synth, path).contrast == {"malignant": (0.5, 0.6)}
