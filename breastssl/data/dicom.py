@@ -27,7 +27,7 @@ from ..errors import DataError
 from . import dicom_lut as lut
 from .dicom_meta import frame_info, header_meta
 from .dicom_pixels import decode_pixels, read_dataset
-from .orientation import resolve_laterality
+from .orientation import resolve_laterality, resolve_view
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -162,7 +162,7 @@ def _finish(pixels: np.ndarray, meta: dict[str, Any], path: Path, voi: bool) -> 
         meta["laterality"], meta["laterality_source"] = resolve_laterality(
             meta["laterality_tag"], display, meta["patient_orientation"]
         )
-        meta["view"] = meta["view_tag"]
+        meta["view"], meta["view_source"] = resolve_view(meta["view_tag"], display)
     meta["shape"] = list(pixels.shape)
     meta["voi_applied"] = bool(voi)
     return Image(np.ascontiguousarray(pixels, dtype=np.float32), meta, str(path))

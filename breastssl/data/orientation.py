@@ -74,6 +74,59 @@ def resolve_laterality(
     return from_image, f"image (tag {tag} contradicted by image)"
 
 
+# The pectoral muscle shows on MLO-type views as a bright triangle in the upper chest-wall corner; on CC
+# views that corner is air, skin edge or ordinary tissue. The ratio of that corner's mean to the breast's
+# median separates the views; a tag is contradicted only on much stronger evidence than a missing tag needs.
+MLO_VIEWS = {"MLO", "ML", "LM", "LMO", "SIO"}
+CC_VIEWS = {"CC", "XCCL", "XCCM", "FB"}
+RATIO_MLO, RATIO_CC = 1.1, 0.9  # no tag: MLO above, CC below, unclear between
+OVERRIDE_MLO, OVERRIDE_CC = 1.5, 0.5  # a contradicting tag is overruled only beyond these
+
+
+def pectoral_ratio(pixels: np.ndarray) -> float | None:
+    """Mean of the upper chest-wall corner (12% × 10%) over the breast's median; None if unclear.
+
+    ``pixels``: display values (bright = tissue), (H, W), (D, H, W) or (H, W, 3).
+    """
+    plane = _plane(pixels)
+    side, conf = chest_wall_side(plane)
+    if conf < MIN_CONFIDENCE or not np.isfinite(plane).all():
+        return None
+    if side == "right":
+        plane = plane[:, ::-1]
+    h, w = plane.shape
+    top = float(plane.max())
+    body = plane[plane > 0.1 * top] if top > 0 else plane[:0]
+    if body.size < 16:
+        return None
+    corner = plane[: max(1, round(h * 0.12)), : max(1, round(w * 0.10))]
+    return float(corner.mean() / (np.median(body) + 1e-6))
+
+
+def view_from_image(pixels: np.ndarray) -> tuple[str | None, float | None]:
+    """("MLO" | "CC" | None, the pectoral ratio) for a mammogram or DBT stack."""
+    ratio = pectoral_ratio(pixels)
+    if ratio is None or RATIO_CC <= ratio <= RATIO_MLO:
+        return None, ratio
+    return ("MLO" if ratio > RATIO_MLO else "CC"), ratio
+
+
+def resolve_view(tag: str | None, pixels: np.ndarray) -> tuple[str | None, str]:
+    """The view and where it came from: ("CC" | "MLO" | tag | None, "tag" | "image" | ...).
+
+    A missing tag is filled from the image; a tag is kept unless the image strongly shows the other
+    family (a pectoral muscle on a "CC", none at all on an "MLO").
+    """
+    guess, ratio = view_from_image(pixels)
+    if tag is None:
+        return guess, "image" if guess else "unknown"
+    if ratio is not None and tag in CC_VIEWS and ratio > OVERRIDE_MLO:
+        return "MLO", f"image (tag {tag} contradicted: pectoral muscle visible)"
+    if ratio is not None and tag in MLO_VIEWS and ratio < OVERRIDE_CC:
+        return "CC", f"image (tag {tag} contradicted: no pectoral muscle)"
+    return tag, "tag"
+
+
 @dataclass(frozen=True)
 class Flip:
     """A horizontal and/or vertical flip of an (H, W) image plane; maps images, boxes and masks alike.

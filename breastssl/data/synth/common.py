@@ -64,10 +64,14 @@ def breast_shape(h: int, w: int, view: str, rng: np.random.Generator) -> BreastS
     thickness = np.clip(np.sqrt(np.clip(1.0 - r**2, 0.0, 1.0)) * 1.6, 0.0, 1.0)
     pectoral = np.zeros((h, w), np.float32)
     if view == "MLO":
-        # The pectoral muscle: a bright wedge from the top of the chest wall.
-        pw, ph = w * rng.uniform(0.22, 0.38), h * rng.uniform(0.45, 0.7)
+        # The pectoral muscle: a triangle with its base along the top edge and its height along the chest
+        # wall. On an MLO the breast (with the axillary tail) reaches the top edge there, so the triangle is
+        # part of the body rather than clipped by the ellipse.
+        pw, ph = w * rng.uniform(0.25, 0.42), h * rng.uniform(0.5, 0.8)
         line = 1.0 - xx / pw - yy / ph
-        pectoral = np.clip(line * 8.0, 0.0, 1.0) * mask
+        pectoral = np.clip(line * 8.0, 0.0, 1.0).astype(np.float32)
+        mask = np.maximum(mask, pectoral)
+        thickness = np.maximum(thickness, pectoral)
     return BreastShape(mask.astype(np.float32), thickness.astype(np.float32), pectoral, float(cy), float(depth))
 
 
