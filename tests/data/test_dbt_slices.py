@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from breastssl.data.dbt_slices import SliceDataset, StackStore, load_stack, score_slices
 from breastssl.data.sampling import ComposedBatchSampler, CompositionConfig, slice_table, training_table
 from breastssl.data.transforms import AugmentConfig
 from breastssl.strategies import create_strategy
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def stacks() -> tuple[pd.DataFrame, pd.DataFrame]:

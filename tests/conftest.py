@@ -1,4 +1,4 @@
-"""Shared fixtures of these tests."""
+"""Fixtures shared by the whole suite."""
 
 from __future__ import annotations
 
