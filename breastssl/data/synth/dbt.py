@@ -48,7 +48,7 @@ class DBTSynthConfig(Section):
     density: tuple[float, float] = (0.15, 0.65)
     beta: float = Field(3.0, description="power-law exponent of the parenchymal texture")
     lesion_radius_px: dict[str, tuple[float, float]] = {"malignant": (3.0, 6.5), "benign": (2.6, 5.5)}
-    lesion_contrast: dict[str, tuple[float, float]] = {"malignant": (0.25, 0.55), "benign": (0.15, 0.45)}
+    lesion_contrast: dict[str, tuple[float, float]] = {"malignant": (0.28, 0.6), "benign": (0.15, 0.45)}
     spiculation: float = Field(1.0, ge=0, description="scale of malignant spicule density (0 = none)")
     splits: dict[str, float] = {"train": 0.6, "val": 0.15, "test": 0.25}
     vendor_overrides: dict[str, dict[str, float | int | str]] = {}
