@@ -313,8 +313,8 @@ def render(metrics: dict[str, Any], preds: pd.DataFrame) -> str:
             from ..reports.html import figure
 
             body += f'<div class="figs">{figure(roc_png(curves, f"ROC, {name}"), name)}</div>'
-        except Exception:  # noqa: BLE001  (a figure is never worth failing the report)
-            pass
+        except Exception as exc:  # noqa: BLE001  (a figure is never worth failing the report)
+            warnings.warn(f"ROC figure for {name} skipped: {type(exc).__name__}: {exc}", stacklevel=2)
         secs.append((f"Classification, {name} (threshold {cfg['threshold']})", body))
     dl = [[d["set"], d["seed"], f"semi − {d['b']}", d["difference"], f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]",
            d["p"]] for d in metrics["delong"]]  # fmt: skip
