@@ -54,11 +54,12 @@ class ClassifierSegmenter(nn.Module):
         decoder_width: int = 128,
         dropout: float = 0.0,
         channels_last: bool = False,
+        pool: str = "avg",
     ) -> None:
         super().__init__()
         self.encoder = encoder
         channels: list[int] = list(encoder.channels)
-        self.cls_head = ClassificationHead(channels[-1], num_classes, dropout)
+        self.cls_head = ClassificationHead(channels[-1], num_classes, dropout, pool)
         self.seg_decoder = UNetDecoder(channels, decoder_width) if seg_decoder else None
         self.channels_last = channels_last
         if channels_last:
@@ -95,6 +96,7 @@ def classifier_segmenter(
     decoder_width: int = 128,
     dropout: float = 0.0,
     channels_last: bool = False,
+    pool: str = "avg",
 ) -> ClassifierSegmenter:
     """Any timm backbone (default ResNet-34) + classification head + U-Net decoder.
 
@@ -102,4 +104,4 @@ def classifier_segmenter(
     ``in_chans=1`` timm sums the first convolution's RGB weights into one channel.
     """
     encoder = TimmEncoder(backbone or DEFAULT_BACKBONE, in_chans=in_chans, pretrained=pretrained)
-    return ClassifierSegmenter(encoder, num_classes, seg_decoder, decoder_width, dropout, channels_last)
+    return ClassifierSegmenter(encoder, num_classes, seg_decoder, decoder_width, dropout, channels_last, pool)

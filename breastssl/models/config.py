@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Literal
+
 from pydantic import Field
 from torch import nn
 
 from ..config import Section
-from .registry import create_model
+from ..errors import ConfigError
+from .registry import create_model, model_entry
 
 
 class ModelConfig(Section):
@@ -21,8 +25,24 @@ class ModelConfig(Section):
     decoder_width: int = Field(128, ge=8, description="channels of the deepest decoder block; halved per level")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     channels_last: bool = False
+    pool: Literal["avg", "max", "avgmax"] = Field(
+        "avg", description="global pooling of the classification head (max suits small lesions on small images)"
+    )
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Build the model a :class:`ModelConfig` describes."""
-    return create_model(cfg.name, **cfg.model_dump(exclude={"name"}))
+    """Build the model a :class:`ModelConfig` describes.
+
+    Settings the model's factory does not take are dropped while at their defaults; a changed one is an
+    error naming it (e.g. ``model.pool`` on a model without a pooled classification head).
+    """
+    factory = model_entry(cfg.name).factory
+    params = inspect.signature(factory).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {}
+    for key, value in cfg.model_dump(exclude={"name"}).items():
+        if takes_all or key in params:
+            kwargs[key] = value
+        elif value != ModelConfig.model_fields[key].default:
+            raise ConfigError(f"model {cfg.name!r} does not take the setting model.{key} (= {value!r})")
+    return create_model(cfg.name, **kwargs)

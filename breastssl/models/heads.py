@@ -14,20 +14,40 @@ from torch import Tensor, nn
 MASK_PRIOR = 0.01
 
 
-class ClassificationHead(nn.Module):
-    """Global average pool → dropout → linear.
+POOLS = ("avg", "max", "avgmax")
 
-    Input (B, C, h, w); output (B,) when ``num_classes == 1`` (one binary logit), else (B, K).
+
+def global_pool(x: Tensor, pool: str) -> Tensor:
+    """(B, C, h, w) → (B, C) by average, max, or the mean of both ("avgmax")."""
+    if pool == "avg":
+        return x.mean(dim=(2, 3))
+    if pool == "max":
+        return x.amax(dim=(2, 3))
+    if pool == "avgmax":
+        return 0.5 * (x.mean(dim=(2, 3)) + x.amax(dim=(2, 3)))
+    raise ValueError(f"pool must be one of {POOLS}, not {pool!r}")
+
+
+class ClassificationHead(nn.Module):
+    """Global pool → dropout → linear.
+
+    Input (B, C, h, w); output (B,) when ``num_classes == 1`` (one binary logit), else (B, K). Average
+    pooling is ImageNet's default; a small lesion covers one or two cells of a low-resolution feature map
+    and averaging dilutes it, so ``pool="max"`` (a lesion anywhere makes the image positive) suits small
+    images and small data.
     """
 
-    def __init__(self, in_channels: int, num_classes: int = 1, dropout: float = 0.0) -> None:
+    def __init__(self, in_channels: int, num_classes: int = 1, dropout: float = 0.0, pool: str = "avg") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, not {pool!r}")
         self.num_classes = num_classes
+        self.pool = pool
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        x = self.dropout(global_pool(x, self.pool))
         logits = self.fc(x)
         return logits[:, 0] if self.num_classes == 1 else logits
 

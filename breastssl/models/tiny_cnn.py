@@ -46,9 +46,10 @@ def tiny_cnn(
     dropout: float = 0.0,
     channels_last: bool = False,
     width: int = 8,
+    pool: str = "avg",
 ) -> ClassifierSegmenter:
     """The tiny encoder + the same heads as ``classifier_segmenter``; it has no backbone and no weights to load."""
     if backbone is not None or pretrained:
         raise ConfigError("model 'tiny_cnn' has no backbone and no pretrained weights: leave model.backbone unset")
     encoder = TinyEncoder(in_chans, width)
-    return ClassifierSegmenter(encoder, num_classes, seg_decoder, decoder_width, dropout, channels_last)
+    return ClassifierSegmenter(encoder, num_classes, seg_decoder, decoder_width, dropout, channels_last, pool)

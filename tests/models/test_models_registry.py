@@ -81,3 +81,28 @@ def test_model_config_builds_and_rejects_unknown_keys():
         build_config(ModelConfig, {"droput": 0.1})
     with pytest.raises(ConfigError, match="no backbone"):
         build_model(ModelConfig(name="tiny_cnn", backbone="resnet18"))
+
+
+def test_head_pooling_options():
+    import torch
+
+    from breastssl.models.heads import ClassificationHead, global_pool
+
+    x = torch.zeros(2, 3, 4, 5)
+    x[0, 1, 2, 3] = 8.0
+    assert torch.equal(global_pool(x, "max")[0], torch.tensor([0.0, 8.0, 0.0]))
+    assert torch.allclose(global_pool(x, "avg")[0], torch.tensor([0.0, 0.4, 0.0]))
+    assert torch.allclose(global_pool(x, "avgmax")[0], torch.tensor([0.0, 4.2, 0.0]))
+    with pytest.raises(ValueError, match="pool"):
+        ClassificationHead(3, pool="median")
+
+
+def test_build_model_passes_pool_and_rejects_it_where_unsupported():
+    from breastssl.errors import ConfigError
+    from breastssl.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(name="tiny_cnn", pool="max"))
+    assert model.cls_head.pool == "max"
+    build_model(ModelConfig(name="recognition_cnn"))  # defaults of settings it does not take are dropped
+    with pytest.raises(ConfigError, match="does not take the setting model.pool"):
+        build_model(ModelConfig(name="recognition_cnn", pool="max"))
