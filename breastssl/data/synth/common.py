@@ -19,6 +19,37 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=tuple(int(k) for k in keys)))
 
 
+def draw_exam_labels(
+    rng: np.random.Generator,
+    vendors: list[str],
+    vendor_weights: list[float],
+    exam_mix: dict[str, float],
+    p_benign_beside_cancer: float,
+    p_bilateral_benign: float,
+) -> tuple[str, str, dict[str, str]]:
+    """(vendor, exam class, per-breast labels {"L", "R"}) of one exam, drawn in a fixed order.
+
+    A cancer exam has one cancer breast, the other benign with ``p_benign_beside_cancer``; a benign exam
+    has one benign breast, both with ``p_bilateral_benign``; a normal exam has two normal breasts.
+    """
+    weights = np.asarray(vendor_weights, dtype=float)
+    vendor = vendors[int(rng.choice(len(vendors), p=weights / weights.sum()))]
+    classes = list(exam_mix)
+    probs = np.array([exam_mix[c] for c in classes], dtype=float)
+    exam_class = classes[int(rng.choice(len(classes), p=probs / probs.sum()))]
+    side = "L" if rng.random() < 0.5 else "R"
+    other = "R" if side == "L" else "L"
+    labels = {"L": "normal", "R": "normal"}
+    if exam_class == "cancer":
+        labels[side] = "cancer"
+        labels[other] = "benign" if rng.random() < p_benign_beside_cancer else "normal"
+    elif exam_class == "benign":
+        labels[side] = "benign"
+        if rng.random() < p_bilateral_benign:
+            labels[other] = "benign"
+    return vendor, exam_class, labels
+
+
 def power_law_field(
     shape: tuple[int, ...], beta: float, rng: np.random.Generator, anisotropy: tuple[float, ...] | None = None
 ) -> np.ndarray:

@@ -19,6 +19,7 @@ from ...config import Section
 from .common import (
     LesionShape,
     breast_shape,
+    draw_exam_labels,
     fibroglandular,
     gaussian_blur,
     lesion_shape,
@@ -89,20 +90,7 @@ def vendor_model(cfg: DBTSynthConfig, name: str) -> VendorModel:
 def exam_plan(cfg: DBTSynthConfig, seed: int, index: int) -> dict:
     """Draw an exam's vendor, class and per-breast labels (independent of rendering)."""
     rng = rng_for(seed, index, 0)
-    vendor = cfg.vendors[int(rng.choice(len(cfg.vendors), p=np.array(cfg.vendor_weights) / sum(cfg.vendor_weights)))]
-    classes = list(cfg.exam_mix)
-    probs = np.array([cfg.exam_mix[c] for c in classes])
-    exam_class = classes[int(rng.choice(len(classes), p=probs / probs.sum()))]
-    side = "L" if rng.random() < 0.5 else "R"
-    other = "R" if side == "L" else "L"
-    labels = {"L": "normal", "R": "normal"}
-    if exam_class == "cancer":
-        labels[side] = "cancer"
-        labels[other] = "benign" if rng.random() < 0.2 else "normal"
-    elif exam_class == "benign":
-        labels[side] = "benign"
-        if rng.random() < 0.25:
-            labels[other] = "benign"
+    vendor, exam_class, labels = draw_exam_labels(rng, cfg.vendors, cfg.vendor_weights, cfg.exam_mix, 0.2, 0.25)
     return {
         "vendor": vendor,
         "exam_class": exam_class,

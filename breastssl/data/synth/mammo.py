@@ -26,6 +26,7 @@ from ...config import Section
 from .common import (
     BreastShape,
     breast_shape,
+    draw_exam_labels,
     fibroglandular,
     lesion_shape,
     malignant_lesion,
@@ -188,21 +189,7 @@ def _lesion_draw(cfg: MammoSynthConfig, rng: np.random.Generator, kind: str, sid
 def exam_plan(cfg: MammoSynthConfig, seed: int, index: int) -> dict:
     """Draw an exam's vendor, class, labels, density, annotation level and lesions (no rendering)."""
     rng = rng_for(seed, index, 0)
-    weights = np.array(cfg.vendor_weights, dtype=float)
-    vendor = cfg.vendors[int(rng.choice(len(cfg.vendors), p=weights / weights.sum()))]
-    classes = list(cfg.exam_mix)
-    probs = np.array([cfg.exam_mix[c] for c in classes], dtype=float)
-    exam_class = classes[int(rng.choice(len(classes), p=probs / probs.sum()))]
-    side = "L" if rng.random() < 0.5 else "R"
-    other = "R" if side == "L" else "L"
-    labels = {"L": "normal", "R": "normal"}
-    if exam_class == "cancer":
-        labels[side] = "cancer"
-        labels[other] = "benign" if rng.random() < 0.15 else "normal"
-    elif exam_class == "benign":
-        labels[side] = "benign"
-        if rng.random() < 0.2:
-            labels[other] = "benign"
+    vendor, exam_class, labels = draw_exam_labels(rng, cfg.vendors, cfg.vendor_weights, cfg.exam_mix, 0.15, 0.2)
     annotation = "full" if rng.random() < cfg.full_fraction else "report"
     lesions: dict[str, list[dict]] = {}
     for k, lat in enumerate(("L", "R")):
