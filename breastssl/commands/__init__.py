@@ -3,4 +3,4 @@
 Add a command by writing ``breastssl/commands/<name>.py`` and naming it in ``COMMANDS``.
 """
 
-COMMANDS = ["synth", "demo", "evaluate", "ingest", "cache", "train", "experiment", "predict", "label_reports"]
+COMMANDS = ["synth", "demo", "evaluate", "ingest", "cache", "train", "experiment", "predict", "label_reports", "export"]
