@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from . import dicom_lut
+from .dicom import read_image
 from .schema import resolve_path
 from .transforms import AugmentConfig, augment
 
@@ -40,60 +42,61 @@ def _resize(arr: np.ndarray, size: tuple[int, int] | None, mode: str = "bilinear
     return out[:, 0].numpy()
 
 
-def _window(pixels: np.ndarray, center: float | None, width: float | None) -> np.ndarray:
-    """Linear window to [0, 1]; without a window, min–max of the stack."""
-    x = pixels.astype(np.float32)
-    if center is None or width is None or not np.isfinite(center) or not np.isfinite(width) or width <= 0:
-        lo, hi = float(x.min()), float(x.max())
-        return np.zeros_like(x) if hi <= lo else (x - lo) / (hi - lo)
-    return np.clip((x - (center - width / 2.0)) / width, 0.0, 1.0)
-
-
-def _read_pixels(path: Path) -> tuple[np.ndarray, float | None, float | None]:
-    """Stored pixels (D, H, W) and the file's own window, if it has one."""
-    if not path.is_file():
-        raise DataError(f"{path}: stack file does not exist")
-    if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:  # numpy raises several types for truncated files
-            raise DataError(f"{path}: cannot be read as .npy ({type(exc).__name__}: {exc})") from None
-        return arr, None, None
-    import pydicom
-
+def _manifest_window(row: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The row's ``window_center`` / ``window_width`` when both are usable, else None."""
+    center, width = row.get("window_center"), row.get("window_width")
     try:
-        ds = pydicom.dcmread(path)
-        arr = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for corrupt or truncated files
-        raise DataError(f"{path}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from None
-    slope, intercept = float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0) or 0)
-    arr = arr.astype(np.float32) * slope + intercept
-    return arr, _first(getattr(ds, "WindowCenter", None)), _first(getattr(ds, "WindowWidth", None))
-
-
-def _first(value: Any) -> float | None:
-    """A DICOM window value (single or multi-valued) as one float, or None."""
-    if value is None:
+        c, w = float(center), float(width)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
-    return float(value[0]) if isinstance(value, Sequence) and not isinstance(value, str) else float(value)
+    return (c, w) if np.isfinite(c) and np.isfinite(w) and w > 0 else None
+
+
+def _read_display(path: Path, row: Mapping[str, Any]) -> np.ndarray:
+    """Pixels of a stack file (DICOM, legacy series folder or ``.npy``) as float32 in [0, 1], bright = dense.
+
+    Everything goes through :func:`breastssl.data.dicom.read_image`, the reader every other part of
+    breastssl uses, so training, scoring and ``predict`` see the same values. The manifest's window
+    wins over the file's own: a DICOM is then read in modality units (``voi=False``) and windowed
+    here; without one the file's VOI (per-frame windows, VOI LUT, SIGMOID, MONOCHROME1) applies.
+    ``.npy`` files carry no window, so ``read_npy`` applies the manifest's (or min–max) itself.
+    """
+    if not path.exists():
+        raise DataError(f"{path}: stack file does not exist")
+    window = _manifest_window(row)
+    fn = row.get("voi_function")
+    fn = fn if isinstance(fn, str) and fn else "LINEAR"  # an empty manifest cell reads as NaN
+    rec = {k: v for k, v in row.items() if k not in ("window_center", "window_width", "voi_function")}
+    if window is not None:
+        rec.update(window_center=window[0], window_width=window[1], voi_function=fn)
+    is_npy = path.suffix.lower() == ".npy"
+    try:
+        image = read_image(path, rec, voi=is_npy or window is None)  # .npy: read_npy applies the window
+        photometric = str(image.meta.get("photometric") or "MONOCHROME2")
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise DataError(f"{path}: a {photometric} colour image, not a grey-scale DBT stack")
+        if window is None or is_npy:
+            return image.pixels
+        out = dicom_lut.window(image.pixels, window[0], window[1], fn)
+    except ValueError as exc:  # DICOM read failures are DataErrors already; this is the window
+        raise DataError(f"{path}: manifest window {window} ({fn}) cannot be applied ({exc})") from None
+    # read with voi=False, the reader has not inverted: bright must mean dense whatever the photometric
+    return 1.0 - out if photometric == "MONOCHROME1" else out
 
 
 def load_stack(row: Mapping[str, Any], root: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """The stack of a manifest row as float32 (D, H, W) in [0, 1], resized to ``size`` = (H, W).
 
-    The manifest's ``window_center`` / ``window_width`` win over the file's own window.
+    The manifest's ``window_center`` / ``window_width`` (DICOM LINEAR window, or ``voi_function``) win
+    over the file's own window; without either the stack is scaled by its range.
     """
     path = resolve_path(Path(root), str(row["path"]))
-    pixels, wc, ww = _read_pixels(path)
+    pixels = _read_display(path, row)
     if pixels.ndim == 2:
         pixels = pixels[None]
     if pixels.ndim != 3 or pixels.shape[0] == 0:
         raise DataError(f"{path}: expected a (slices, rows, columns) stack, got shape {pixels.shape}")
-    center = row.get("window_center", wc)
-    width = row.get("window_width", ww)
-    center = wc if center is None or pd.isna(center) else float(center)
-    width = ww if width is None or pd.isna(width) else float(width)
-    return _resize(_window(pixels, center, width), size)
+    return _resize(np.ascontiguousarray(pixels, dtype=np.float32), size)
 
 
 def load_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:

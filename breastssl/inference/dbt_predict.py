@@ -1,0 +1,340 @@
+"""DBT prediction with a training run: ``breastssl predict --run RUN INPUT... --out DIR``.
+
+INPUT is a DICOM study folder (any nesting: Breast Tomosynthesis / multi-frame files, or legacy
+one-slice-per-file series) or a manifest (CSV/Parquet, ``path`` relative to its folder). Every stack is
+read, windowed and resized exactly as in training (:class:`~breastssl.data.dbt_slices.StackStore` at the
+run's ``data.image_size``), every slice is scored, and slice scores are aggregated to stack, breast and
+exam with the run's ``eval.aggregation`` / ``eval.topk`` (DESIGN §5.1: units are slices). OUT holds:
+
+- ``slices.csv`` (image_id, slice, score), ``stacks.csv``, ``breasts.csv``, ``exams.csv``;
+- ``predictions.json``: exam → breasts → stacks (with their top slices), plus the run and model;
+- ``heatmaps/<image_id>_slice<k>.png``: the ``top_slices`` best slices of each stack in grey with the
+  segmentation head's probability map in colour, titled with the slice score.
+
+Everything is written into a temporary folder renamed to OUT at the end, so a failed run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DataError, UserError
+
+PREDICT_COLUMNS = ("image_id", "exam_id", "laterality", "path", "n_slices")  # what scoring and aggregation need
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+SEG_KEY = "mask_logits"  # ClassifierSegmenter's segmentation output, (B, 1, H, W) logits
+STACK_COLUMNS = ["image_id", "exam_id", "laterality", "view", "vendor", "n_slices", "path"]
+
+
+def load_run(run: str | Path, device: str | torch.device = "cpu", model: Any = None) -> tuple[Any, Any, dict]:
+    """The run's model (newest checkpoint, eval mode), its RunConfig and a JSON-able description.
+
+    A caller-supplied ``model`` (any callable on (B, 1, H, W) returning ``{"logits": (B, 1), ...}``, e.g. an
+    ONNX-runtime wrapper) replaces the checkpoint; ``config.yaml`` is still read for size and aggregation.
+    """
+    from ..config import load_config
+    from ..engine import latest_checkpoint, load_checkpoint
+    from ..models import build_model
+    from ..run_config import RunConfig
+
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(f"--run {run}: not a folder; give the out_dir of a `breastssl train` run")
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"--run {run}: no config.yaml, so not a `breastssl train` run directory")
+    cfg = load_config(RunConfig, cfg_path)
+    info: dict[str, Any] = {
+        "run": str(run.resolve()),
+        "model": cfg.model.name,
+        "backbone": cfg.model.backbone,
+        "strategy": cfg.strategy.name,
+        "image_size": list(cfg.data.image_size),
+        "aggregation": cfg.eval.aggregation,
+        "topk": cfg.eval.topk,
+    }
+    if model is not None:
+        info["model_object"] = type(model).__name__
+        return model, cfg, info
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
+        raise UserError(f"--run {run}: no checkpoint in {run / 'checkpoints'} (has the run saved one?)")
+    state = load_checkpoint(ckpt)
+    if not isinstance(state.get("model"), dict):
+        raise UserError(f"{ckpt}: holds no model weights")
+    net = build_model(cfg.model.model_copy(update={"pretrained": False}))  # weights come from the checkpoint
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UserError(f"{ckpt}: weights do not fit the model of {cfg_path} ({exc})") from None
+    info.update(checkpoint=str(ckpt.resolve()), step=int(state["step"]))
+    return net.to(device).eval(), cfg, info
+
+
+# ---- inputs → one table of stacks (manifest rows with absolute paths) -------------------------------
+
+
+def _from_manifest(path: Path) -> pd.DataFrame:
+    from ..data.schema import read_table, resolve_path
+
+    df = read_table(path)
+    missing = [c for c in PREDICT_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing required column(s) {', '.join(missing)}; has {list(df.columns)}")
+    if "modality" in df.columns:  # a mixed manifest: predict its DBT rows
+        df = df[df["modality"].astype(str) == "DBT"]
+    if df.empty:
+        raise DataError(f"{path}: no DBT rows (modality == 'DBT') to predict")
+    n = pd.to_numeric(df["n_slices"], errors="coerce")
+    bad = n.isna() | (n < 1)
+    if bad.any():
+        raise DataError(f"{path}: n_slices must be a positive integer; bad for {list(df.loc[bad, 'image_id'])[:5]}")
+    paths = [resolve_path(path.parent, str(p)) for p in df["path"]]
+    gone = [str(p) for p in paths if not p.exists()]
+    if gone:
+        raise DataError(f"{path}: files named in column path do not exist: {gone[:5]} ({len(gone)} in all)")
+    return df.assign(path=[str(p.resolve()) for p in paths], n_slices=n.astype(int))
+
+
+def _header(path: Path) -> dict[str, Any] | None:
+    """Header metadata of a DICOM file, None for an object without pixels (SR, presentation state)."""
+    from ..data.dicom_meta import header_meta
+    from ..data.dicom_pixels import read_dataset
+
+    ds = read_dataset(path, stop_before_pixels=True)
+    return header_meta(ds) if "Rows" in ds else None
+
+
+def _from_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    """DBT stacks of a DICOM folder tree, and the images there that are not DBT (ignored, listed)."""
+    from ..data.datasets import ingest
+    from ..data.schema import resolve_path
+
+    result = ingest("folder", root, skip_bad=True)  # an empty folder is a DataError here
+    # the adapter skips what it cannot turn into a row; in a study folder that is fine for objects that are
+    # not DBT (reports, 2-D views without laterality...), never for a damaged file that may be a DBT stack
+    others: list[str] = []
+    for file, reason in result.skipped:
+        meta = _header(Path(file)) if Path(file).is_file() else {"modality": "DBT"}
+        if meta is not None and meta["modality"] == "DBT":
+            raise DataError(reason)
+        others.append(f"{file} ({meta['modality'] if meta else 'no image'})")
+    manifest, _ = result.tables()
+    is_dbt = manifest["modality"].astype(str) == "DBT"
+    others += [f"{resolve_path(root, p)} ({m}, {n} frame(s))" for p, m, n in
+               manifest.loc[~is_dbt, ["path", "modality", "n_slices"]].itertuples(index=False)]  # fmt: skip
+    if not is_dbt.any():
+        raise DataError(f"{root}: no DBT stack among its DICOM files; found {others[:5]} ({len(others)} in all)")
+    dbt = manifest[is_dbt]
+    return dbt.assign(path=[str(resolve_path(root, p).resolve()) for p in dbt["path"]]), others
+
+
+def _from_dicom_file(path: Path) -> pd.DataFrame:
+    # the folder adapter's own row builder: a file given alone gets the IDs it gets inside its folder
+    from ..data.datasets.folder import _header as folder_header
+    from ..data.datasets.folder import _row
+
+    meta = folder_header(path)
+    if meta["modality"] != "DBT":
+        raise DataError(
+            f"{path}: not a DBT stack ({meta['modality']}, {meta['n_frames']} frame(s), {meta['sop_class_name']}); "
+            "give Breast Tomosynthesis or multi-frame mammography DICOM"
+        )
+    row = {k: v for k, v in _row(meta, path.parent, meta["n_frames"], path, series=False).items() if k[0] != "_"}
+    return pd.DataFrame([{**row, "path": str(path.resolve())}])
+
+
+def collect_stacks(inputs: Sequence[str | Path]) -> tuple[pd.DataFrame, list[str]]:
+    """One manifest-like table of the DBT stacks of ``inputs`` (absolute paths), and the ignored non-DBT images."""
+    from ..data.dicom_pixels import is_dicom_file
+
+    if not inputs:
+        raise UserError("no INPUT given: name DICOM folders or manifests")
+    parts, ignored = [], []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            df, others = _from_folder(p)
+            ignored += others
+        elif p.is_file() and p.suffix.lower() in TABLE_SUFFIXES:
+            df = _from_manifest(p)
+        elif p.is_file() and is_dicom_file(p):
+            df = _from_dicom_file(p)
+        elif p.is_file():
+            raise DataError(f"{p}: neither a DICOM file, a folder nor a manifest (.csv, .parquet)")
+        else:
+            raise UserError(f"{p}: does not exist")
+        parts.append(df.assign(_input=str(p)))
+    table = pd.concat(parts, ignore_index=True)
+    table[["image_id", "exam_id", "laterality"]] = table[["image_id", "exam_id", "laterality"]].astype(str)
+    for col in STACK_COLUMNS:
+        if col not in table.columns:
+            table[col] = ""
+    table[["view", "vendor"]] = table[["view", "vendor"]].fillna("").astype(str)
+    dup = table["image_id"].duplicated(keep=False)
+    if dup.any():
+        where = table.loc[dup, ["image_id", "_input"]].drop_duplicates().to_records(index=False).tolist()
+        raise DataError(f"image_id must be unique across inputs; repeated: {where[:5]}")
+    return table.drop(columns="_input"), ignored
+
+
+# ---- scoring -----------------------------------------------------------------------------------------
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    """A model output (a torch tensor, or a numpy array from e.g. ONNX runtime) as a float tensor on its device."""
+    return (value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))).float()
+
+
+@torch.inference_mode()
+def _score_stack(model: Any, stack: np.ndarray, batch_size: int, device: Any) -> np.ndarray:
+    """(D, H, W) slices → (D,) sigmoid scores; the same batching and ops as ``score_slices`` (parity)."""
+    tensor = torch.from_numpy(stack)
+    # a model with ``classify`` (ClassifierSegmenter) scores without running its segmentation decoder on every
+    # slice: the same encoder and head, so the same logits; the maps are made for the top slices only
+    classify = getattr(model, "classify", None)
+    out = []
+    for start in range(0, stack.shape[0], batch_size):
+        x = tensor[start : start + batch_size, None].to(device)
+        logits = _tensor(classify(x) if callable(classify) else model(x)["logits"])
+        if logits.numel() != x.shape[0]:
+            raise UserError(f"the model gives {tuple(logits.shape)} logits for {x.shape[0]} slices; DBT needs one each")
+        out.append(torch.sigmoid(logits).reshape(-1).cpu())  # sigmoid where score_slices takes it: same bits
+    return torch.cat(out).numpy()
+
+
+@torch.inference_mode()
+def _seg_maps(model: Any, slices: np.ndarray, device: Any) -> np.ndarray | None:
+    """(K, H, W) slices → (K, H, W) lesion probabilities of the segmentation head, None without one."""
+    out = model(torch.from_numpy(np.ascontiguousarray(slices))[:, None].to(device))
+    if SEG_KEY not in out:
+        return None
+    return torch.sigmoid(_tensor(out[SEG_KEY]))[:, 0].cpu().numpy()
+
+
+def _overlay(image: np.ndarray, prob: np.ndarray | None, title: str, path: Path) -> None:
+    """Write a PNG: ``image`` (H, W) in [0, 1] in grey, ``prob`` (H, W) in colour with opacity = probability."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    grey = np.repeat(np.clip(image, 0, 1)[..., None], 3, axis=2)
+    if prob is not None:
+        # opacity follows the probability, so the breast stays readable where the head sees nothing
+        alpha = 0.65 * np.clip(prob, 0, 1)[..., None]
+        grey = (1 - alpha) * grey + alpha * colormaps["turbo"](prob)[..., :3]
+    rgb = Image.fromarray((grey * 255).round().astype(np.uint8))
+    scale = max(1, math.ceil(256 / min(image.shape)))  # training-size slices are small: enlarge for reading
+    rgb = rgb.resize((image.shape[1] * scale, image.shape[0] * scale), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (rgb.width, rgb.height + 14), "black")
+    canvas.paste(rgb, (0, 14))
+    ImageDraw.Draw(canvas).text((2, 1), title, fill=(255, 255, 255))
+    canvas.save(path, format="PNG")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+# ---- the command -------------------------------------------------------------------------------------
+
+
+def predict_dbt(
+    run: Path,
+    inputs: list[Path],
+    out: Path,
+    *,
+    top_slices: int = 3,
+    batch_size: int = 64,
+    device: str = "cpu",
+    model: Any = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Score the DBT stacks of ``inputs`` with the run's model; write OUT (see module docstring).
+
+    Returns the stack table (one row per stack: ids, laterality, view, path, ``score``, ``top_slices``).
+    """
+    from ..data.dbt_slices import StackStore
+    from ..fsutil import atomic_dir
+    from ..metrics import to_level
+
+    if top_slices < 0 or batch_size < 1:
+        raise UserError(f"--top-slices must be ≥ 0 and --batch-size ≥ 1 (got {top_slices}, {batch_size})")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    net, cfg, info = load_run(run, device, model)
+    table, ignored = collect_stacks(inputs)
+    size = tuple(cfg.data.image_size)
+    # a caller's model may not be an nn.Module: move / switch modes only what can be
+    in_device = device if model is None or hasattr(net, "to") else "cpu"
+    if model is not None and hasattr(net, "to"):
+        net = net.to(device)
+    store = StackStore(table, Path("."), size, cache_mb=1.0)  # each stack is read once: keep only the current one
+    # entered before scoring, so an occupied OUT fails at once; any failure below leaves no OUT
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        slices, tops = _score_all(net, store, table, tmp / "heatmaps", top_slices, batch_size, in_device)
+        method, k = cfg.eval.aggregation, cfg.eval.topk
+        stacks = table[STACK_COLUMNS].merge(to_level(slices, table, "stack", method, k), on="image_id", how="left")
+        stacks["top_slices"] = [";".join(str(t["slice"]) for t in tops[i]) for i in stacks["image_id"]]
+        breasts = to_level(slices, table, "breast", method, k)
+        exams = to_level(slices, table, "exam", method, k)
+        for name, df in {"slices": slices, "stacks": stacks, "breasts": breasts, "exams": exams}.items():
+            df.to_csv(tmp / f"{name}.csv", index=False)
+        info.update(aggregation_steps=str(exams["aggregation"].iloc[0]), ignored_inputs=ignored)
+        doc = {**info, "exams": _tree(exams, breasts, stacks, tops)}
+        (tmp / "predictions.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+    return stacks
+
+
+def _score_all(
+    net: Any, store: Any, table: pd.DataFrame, heatmaps: Path, top_slices: int, batch_size: int, device: Any
+) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
+    """Slice scores of every stack of ``table`` (image_id, slice, score), and per stack its top slices
+    (slice, score, heatmap PNG path relative to OUT), whose overlays are written into ``heatmaps``."""
+    heatmaps.mkdir(parents=True)
+    was_training = bool(getattr(net, "training", False))
+    if hasattr(net, "eval"):  # a caller's model may not be an nn.Module
+        net.eval()
+    parts, tops = [], {}
+    try:
+        for image_id, n, path in table[["image_id", "n_slices", "path"]].itertuples(index=False):
+            stack = store.stack(image_id)
+            if stack.shape[0] != int(n):
+                raise DataError(f"{path}: the stack has {stack.shape[0]} slices, the manifest says n_slices={n}")
+            scores = _score_stack(net, stack, batch_size, device)
+            parts.append(pd.DataFrame({"image_id": image_id, "slice": np.arange(len(scores)), "score": scores}))
+            best = np.argsort(-scores, kind="stable")[:top_slices]
+            probs = _seg_maps(net, stack[best], device) if len(best) else None
+            tops[image_id] = []
+            for j, z in enumerate(best):
+                rel = f"heatmaps/{_safe(image_id)}_slice{int(z):03d}.png"
+                title = f"{image_id} slice {int(z)}  score {scores[z]:.3f}"
+                _overlay(stack[z], None if probs is None else probs[j], title, heatmaps.parent / rel)
+                tops[image_id].append({"slice": int(z), "score": float(scores[z]), "heatmap": rel})
+    finally:
+        if was_training and hasattr(net, "train"):
+            net.train(True)
+    return pd.concat(parts, ignore_index=True), tops
+
+
+def _tree(exams: pd.DataFrame, breasts: pd.DataFrame, stacks: pd.DataFrame, tops: dict) -> list[dict]:
+    """exam → breasts → stacks → top slices, as JSON-able dicts."""
+    out = []
+    for exam_id, exam_score in exams[["exam_id", "score"]].itertuples(index=False):
+        b_rows = breasts[breasts["exam_id"] == exam_id]
+        entry: dict[str, Any] = {"exam_id": exam_id, "score": float(exam_score), "breasts": []}
+        for lat, b_score in b_rows[["laterality", "score"]].itertuples(index=False):
+            s_rows = stacks[(stacks["exam_id"] == exam_id) & (stacks["laterality"] == lat)]
+            entry["breasts"].append({"laterality": lat, "score": float(b_score), "stacks": [
+                {"image_id": r["image_id"], "view": str(r["view"]), "path": r["path"], "n_slices": int(r["n_slices"]),
+                 "score": float(r["score"]), "top_slices": tops[r["image_id"]]}
+                for r in s_rows.to_dict("records")]})  # fmt: skip
+        out.append(entry)
+    return out
