@@ -140,6 +140,9 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         if not cfg.strategy.teacher_checkpoint:
             raise ConfigError(f"strategy {cfg.strategy.name!r} needs strategy.teacher_checkpoint")
         teacher = load_teacher(cfg.strategy.teacher_checkpoint, ctx.device)
+    import torch
+
+    torch.manual_seed(cfg.train.seed)  # the student's initial weights follow train.seed, in every fresh process
     student = build_model(cfg.model)
     if cfg.strategy.student_init == "teacher":
         try:
@@ -165,15 +168,21 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
             plan.to_csv(tmp, index=False)
     sampler = ComposedBatchSampler(
         plan["group"], cfg.train.batch_size, cfg.strategy.composition, seed=cfg.train.seed, rank=ctx.rank,
-        world_size=ctx.world_size,
+        world_size=ctx.world_size, positive=(plan["role"] == "annotated_pos").to_numpy(),
     )  # fmt: skip
     dataset = SliceDataset(plan, store, cfg.data.augment, seed=cfg.train.seed)
     result = fit(student, strategy, dataset, cfg.train, batch_sampler=sampler, run_config=cfg, dist_ctx=ctx)
 
     test_rows = manifest[manifest["split"].astype(str) == cfg.data.test_split]
-    slice_scores = score_slices(student, store, test_rows["image_id"].astype(str).tolist(),
-                                cfg.strategy.score_batch_size, ctx.device, ctx)  # fmt: skip
-    preds, metrics = evaluate_split(slice_scores, test_rows, cfg)
+    preds: dict[str, pd.DataFrame] = {}
+    metrics: dict[str, Any] = {level: {"overall": {"n": 0, "auc": None}, "per_vendor": {}} for level in LEVELS}
+    slice_scores = None
+    if test_rows.empty:  # training alone is a valid use; there is just nothing to evaluate
+        console.print(f"[yellow]no rows in test split {cfg.data.test_split!r}: no test predictions or AUC")
+    else:
+        slice_scores = score_slices(student, store, test_rows["image_id"].astype(str).tolist(),
+                                    cfg.strategy.score_batch_size, ctx.device, ctx)  # fmt: skip
+        preds, metrics = evaluate_split(slice_scores, test_rows, cfg)
     groups = plan["group"].value_counts().to_dict()
     summary = {
         **strategy.describe(),
@@ -186,7 +195,7 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         "levels": metrics,
     }
     if ctx.is_main:
-        for name, df in {"slice": slice_scores, **preds}.items():
+        for name, df in ({"slice": slice_scores, **preds} if slice_scores is not None else {}).items():
             with atomic_file(out_dir / f"predictions_{name}.csv") as tmp:
                 write_table(df, tmp)
         with atomic_file(out_dir / "metrics.json") as tmp:
