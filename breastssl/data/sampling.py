@@ -150,6 +150,13 @@ class CompositionConfig(Section):
     annotated: float = Field(0.5, ge=0)
     weak: float = Field(0.25, ge=0)
     kd_only: float = Field(0.25, ge=0)
+    positive_fraction: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="share of the annotated slots given to annotated positive slices; None = drawn as they "
+        "come (the paper: strided negatives only). Small data sets with few cancers need this.",
+    )
 
 
 def group_counts(sizes: dict[str, int], batch_size: int, cfg: CompositionConfig) -> dict[str, int]:
@@ -179,6 +186,7 @@ class ComposedBatchSampler:
         batch_size: int,
         cfg: CompositionConfig | None = None,
         *,
+        positive: np.ndarray | pd.Series | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -193,10 +201,28 @@ class ComposedBatchSampler:
         sizes = {g: len(m) for g, m in self.members.items()}
         uniform_cfg = CompositionConfig(annotated=1.0, weak=0.0, kd_only=0.0)
         self.counts = group_counts(sizes, batch_size, uniform_cfg if cfg.mode == "uniform" else cfg)
+        if cfg.positive_fraction is not None and positive is not None and "annotated" in self.counts:
+            self._split_positives(np.asarray(positive, dtype=bool), cfg.positive_fraction)
+            sizes = {g: len(m) for g, m in self.members.items()}
         lead = "annotated" if "annotated" in self.counts else max(self.counts, key=lambda g: sizes[g])
         self.batches = max(sizes[lead] // self.counts[lead], 1)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch = 0
+
+    def _split_positives(self, positive: np.ndarray, fraction: float) -> None:
+        """Give ``fraction`` of the annotated slots to annotated positives (an ``annotated_pos`` sub-group)."""
+        members = self.members["annotated"]
+        pos, neg = members[positive[members]], members[~positive[members]]
+        n = self.counts["annotated"]
+        k = min(max(int(round(n * fraction)), 1 if fraction > 0 else 0), n - 1)
+        if len(pos) == 0 or len(neg) == 0 or k == 0:
+            return  # nothing to balance
+        self.members["annotated"], self.members["annotated_pos"] = neg, pos
+        self.counts = {
+            "annotated": n - k,
+            "annotated_pos": k,
+            **{g: c for g, c in self.counts.items() if g != "annotated"},
+        }
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -215,7 +241,8 @@ class ComposedBatchSampler:
         return np.concatenate(out)[:need]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        streams = {g: self._stream(GROUPS.index(g), g, n * self.batches) for g, n in self.counts.items()}
+        order = (*GROUPS, "annotated_pos")
+        streams = {g: self._stream(order.index(g), g, n * self.batches) for g, n in self.counts.items()}
         for b in range(self.batches):
             batch = np.concatenate([streams[g][b * n : (b + 1) * n] for g, n in self.counts.items()])
             yield [(self.epoch, int(i)) for i in batch[self.rank :: self.world_size]]

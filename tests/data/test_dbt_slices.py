@@ -143,6 +143,21 @@ def test_composed_batches_are_deterministic_have_the_composition_and_split_over_
     assert len(uniform) == 43 // 8
 
 
+def test_positive_fraction_gives_annotated_positives_their_share_of_every_batch():
+    groups = pd.Series(["annotated"] * 40 + ["kd_only"] * 40)
+    positive = np.zeros(80, bool)
+    positive[[3, 17]] = True  # 2 positives among 40 annotated slices: ~5% as they come
+    cfg = CompositionConfig(annotated=0.5, weak=0.0, kd_only=0.5, positive_fraction=0.25)
+    sampler = ComposedBatchSampler(groups, 16, cfg, positive=positive, seed=1)
+    assert sampler.counts == {"annotated": 6, "annotated_pos": 2, "kd_only": 8}
+    assert len(sampler) == 38 // 6  # an epoch is one pass over the annotated negatives
+    for batch in sampler:
+        idx = [i for _, i in batch]
+        assert sum(positive[idx]) == 2 and sum(groups.iloc[idx] == "kd_only") == 8
+    plain = ComposedBatchSampler(groups, 16, cfg.model_copy(update={"positive_fraction": None}), positive=positive)
+    assert plain.counts == {"annotated": 8, "kd_only": 8}
+
+
 def test_stack_windowing_mask_dataset_augmentation_and_scoring(tmp_path):
     from PIL import Image
 
