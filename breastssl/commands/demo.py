@@ -121,3 +121,23 @@ def run_dbt_demo(out: Path, seed: int, exams: int, steps: int, jobs: int) -> Non
         mark = {True: "holds", False: "does not hold", None: "n/a"}[c["holds"]]
         console.print(f"  {c['claim']}: {mark} ({c['figures']})")
     console.print(f"report: {Path(cfg.out_dir) / 'report.html'}")
+    predict_demo(Path(cfg.out_dir) / f"seed{seed}", out)
+
+
+def predict_demo(runs: Path, out: Path) -> None:
+    """Predict with the best available student on the DICOM DBT studies written in step 1."""
+    import pandas as pd
+
+    from ..inference import predict_dbt
+
+    setting = next(
+        s for s in ("selective_kd_weak", "selective_kd", "baseline") if (runs / s / "metrics.json").is_file()
+    )
+    target = out / "dbt_predictions"
+    stacks = predict_dbt(runs / setting, [out / "data" / "dbt"], target, overwrite=True)
+    exams = pd.read_csv(target / "exams.csv").sort_values("score", ascending=False)
+    console.print(f"[bold]predict[/] ({setting}) on {len(stacks)} DICOM stacks of {len(exams)} exams → {target}/")
+    console.print(
+        "  highest exam scores: " + ", ".join(f"{r.exam_id} {r.score:.2f}" for r in exams.head(3).itertuples())
+    )
+    console.print(f"  heatmaps of the top slices: {target}/heatmaps/")

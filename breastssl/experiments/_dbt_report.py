@@ -12,6 +12,12 @@ from ..reports.html import ci, fmt, page, table
 from ._dbt_tables import LABELS, OVERALL
 
 
+def _nan(fn, values) -> float:
+    """``fn`` (np.nanmean / np.nanmin) of ``values``, NaN without a warning when every value is NaN."""
+    arr = np.asarray(values, float)
+    return float(fn(arr)) if np.isfinite(arr).any() else math.nan
+
+
 def _groups(df: pd.DataFrame) -> list[str]:
     return [OVERALL, *sorted(set(df["group"]) - {OVERALL})]
 
@@ -69,7 +75,7 @@ def _pairs_table(tests: pd.DataFrame) -> str:
         sig = int(((grp["p"] < 0.05) & (grp["difference"] > 0)).sum()), int(((grp["p"] < 0.05) & (d < 0)).sum())
         ps = ", ".join(_p(float(p)) for p in grp["p"])
         counts = f"↑{sig[0]} ↓{sig[1]} of {len(grp)}"
-        rows.append([f"{LABELS[a]} − {LABELS[b]}", g, f"{np.nanmean(d):+.3f}", ps, counts])
+        rows.append([f"{LABELS[a]} − {LABELS[b]}", g, f"{_nan(np.nanmean, d):+.3f}", ps, counts])
     return table(["comparison", "group", "mean ΔAUC", "p per seed (DeLong, paired)", "p<0.05"], rows)
 
 
@@ -84,7 +90,8 @@ def _bar_png(summ: pd.DataFrame, title: str) -> str:
         x = np.arange(len(groups)) + (i - (len(settings) - 1) / 2) * width
         sd = [0.0 if math.isnan(r["auc_sd"]) else r["auc_sd"] for r in rows]
         ax.bar(x, [r["auc_mean"] for r in rows], width, yerr=sd, capsize=2, label=LABELS[s])
-    lo = float(np.nanmin(summ["auc_mean"])) if len(summ) else 0.5
+    lo = _nan(np.nanmin, summ["auc_mean"]) if len(summ) else 0.5
+    lo = 0.5 if math.isnan(lo) else lo
     ax.set(xticks=np.arange(len(groups)), xticklabels=groups, ylim=(max(0.0, lo - 0.1), 1.0), ylabel="AUC",
            title=title)  # fmt: skip
     ax.grid(axis="y", alpha=0.3)
