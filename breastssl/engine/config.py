@@ -43,6 +43,10 @@ class TrainConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="fp16 needs CUDA (it uses a GradScaler)")
+    channels_last: bool = Field(
+        False, description="channels-last memory format for the student, the strategy's modules and 4-D batch tensors"
+    )
+    compile: bool = Field(False, description="torch.compile the student for the run (compiles on the first steps)")
     clip_grad_norm: float | None = Field(None, gt=0.0, description="max global gradient norm; None = no clipping")
     ema_decay: float | None = Field(None, ge=0.0, le=1.0, description="keep an EMA of the model; None = none")
     seed: int = 0

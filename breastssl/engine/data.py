@@ -130,6 +130,48 @@ def epoch_batches(
     return iter(loader)
 
 
+class _RunningBatches:
+    """The sampler's batches from ``position`` on, epoch after epoch, for ONE DataLoader over the whole run.
+
+    With worker processes, a new DataLoader per epoch restarts the workers, and with them every per-worker
+    cache (the slice dataset's stack cache): each epoch re-read every stack from disk (4–8× slower epochs
+    with 2 workers). The sampler still runs in the main process, so the batch order, and with it the
+    exact resume, is unchanged.
+    """
+
+    def __init__(self, sampler: BatchSampler, position: DataPosition) -> None:
+        self.sampler, self.position = sampler, position
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, start = self.position.epoch, self.position.index
+        while True:
+            self.sampler.set_epoch(epoch)
+            yield from islice(iter(self.sampler), start, None)
+            epoch, start = epoch + 1, 0
+
+
+def run_batches(
+    dataset: Dataset,
+    sampler: BatchSampler,
+    pos: DataPosition,
+    *,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[Any]:
+    """Every batch from ``pos`` on, across epochs, from one DataLoader whose workers live for the whole run."""
+    loader = DataLoader(
+        dataset,
+        batch_sampler=_RunningBatches(sampler, pos),
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + pos.epoch),
+    )
+    return iter(loader)
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) dict / list / tuple batch to ``device``; other values pass through."""
     if isinstance(batch, torch.Tensor):
@@ -160,11 +202,14 @@ class BatchStream:
 
     def next(self) -> Any:
         """The next batch; crosses into the next epoch when this one is exhausted."""
+        workers = self.loader_kwargs.get("num_workers", 0) > 0
         if self.position.index >= len(self.sampler):
             self.position = DataPosition(self.position.epoch + 1, 0)
-            self._it = None
+            if not workers:  # in-process loading: a fresh loader per epoch costs nothing
+                self._it = None
         if self._it is None:
-            self._it = epoch_batches(self.dataset, self.sampler, self.position, **self.loader_kwargs)
+            make = run_batches if workers else epoch_batches
+            self._it = make(self.dataset, self.sampler, self.position, **self.loader_kwargs)
         batch = next(self._it)
         self.position = DataPosition(self.position.epoch, self.position.index + 1)
         return batch

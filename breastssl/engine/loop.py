@@ -17,6 +17,11 @@ per step goes through DDP and ``backward`` averages the gradients, overlapped wi
 pass. A strategy sets ``ddp_find_unused_parameters = False`` when every step uses all of the
 student's outputs (the default, True, is the safe one). The strategy's own trainable parameters
 stay outside DDP and are averaged with :func:`sync_gradients`.
+
+Fast paths, all off by default (``benchmarks/bench_strategies.py --fastpaths`` measures each):
+``train.amp`` (bf16/fp16 autocast around the strategy's forward), ``train.channels_last`` (NHWC weights and
+batches: :func:`channels_last_modules`) and ``train.compile`` (``torch.compile`` of the student, rebound on
+the strategy like the DDP wrapper: :func:`compile_student`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +61,7 @@ from .seed import capture_rng, restore_rng, seed_everything
 from .strategy import check_parts, optional_hook, strategy_groups
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_OPTIONS: dict[str, Any] = {}  # keyword arguments of torch.compile for train.compile (tests: backend="eager")
 CHECKPOINT_FORMAT = 1
 
 
@@ -113,6 +120,8 @@ def fit(
     model.to(ctx.device)
     if (to := optional_hook(strategy, "to")) is not None:
         to(ctx.device)
+    if cfg.channels_last:  # before the optimiser and the EMA copy are made, so their state takes the same layout
+        channels_last_modules(model, strategy)
 
     # ---- what is trained, and how ------------------------------------------------------------------
     groups = {**named_groups(model), **strategy_groups(strategy)}
@@ -152,6 +161,8 @@ def fit(
     autocast_dtype = AMP_DTYPES.get(cfg.amp)
     metrics: dict[str, float] = {}
     rebound = wrap_student(model, strategy, ctx)  # after resume: DDP starts from the restored weights
+    if cfg.compile:
+        rebound = compile_student(model, strategy, rebound)
     manual_sync = params if ctx.distributed and not rebound else own  # DDP averages the student's gradients
     t_last, step_last = time.perf_counter(), state.step
 
@@ -167,6 +178,8 @@ def fit(
 
                 # -- forward: the strategy computes its losses under autocast
                 batch = to_device(stream.next(), ctx.device)
+                if cfg.channels_last:
+                    batch = channels_last_batch(batch)
                 with torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     parts = strategy.loss(batch, step)
                 check_parts(parts, step)
@@ -239,6 +252,51 @@ def wrap_student(model: nn.Module, strategy: Any, ctx: DistContext) -> list[str]
     for name in names:
         setattr(strategy, name, ddp)
     return names
+
+
+def compile_student(model: nn.Module, strategy: Any, rebound: list[str]) -> list[str]:
+    """``torch.compile`` the student (or its DDP wrapper) and point the strategy's attributes that hold it at it.
+
+    Returns the names of the attributes changed, like :func:`wrap_student` (the loop puts the plain model
+    back at the end). The compiled module shares the student's parameters, so the optimiser, EMA and
+    checkpoints see the same tensors. Compilation happens on the first steps (and again for a new input shape).
+    """
+    names = rebound or [k for k, v in getattr(strategy, "__dict__", {}).items() if v is model]
+    if not names:
+        warnings.warn("train.compile: the strategy holds no attribute that is the student: not compiling", stacklevel=3)
+        return []
+    compiled = torch.compile(getattr(strategy, names[0]), **COMPILE_OPTIONS)
+    for name in names:
+        setattr(strategy, name, compiled)
+    return names
+
+
+def channels_last_modules(model: nn.Module, strategy: Any) -> None:
+    """Put the student and every module the strategy holds (teacher, EMA copy, projections) in channels-last format.
+
+    Only 4-D parameters and buffers (convolution weights) change layout, not their values. Convolutions then
+    run in NHWC, which oneDNN on CPUs and cuDNN with tensor cores (AMP) prefer.
+    """
+    model.to(memory_format=torch.channels_last)
+    for value in getattr(strategy, "__dict__", {}).values():
+        module = value.module if isinstance(value, EMA) else value
+        if isinstance(module, nn.Module) and module is not model:
+            module.to(memory_format=torch.channels_last)
+
+
+def channels_last_batch(batch: Any) -> Any:
+    """Every 4-D floating tensor (B, C, H, W) of a (nested) batch in channels-last layout; the rest unchanged."""
+    if isinstance(batch, torch.Tensor):
+        if batch.dim() == 4 and batch.is_floating_point():
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: channels_last_batch(v) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(channels_last_batch(v) for v in batch)
+    if isinstance(batch, list):
+        return [channels_last_batch(v) for v in batch]
+    return batch
 
 
 def reduce_parts(parts: dict[str, Any], ctx: DistContext) -> dict[str, float]:
@@ -324,7 +382,7 @@ def reapply_schedule(state: TrainState, factor: LrFactor, step: int) -> None:
 
 
 # keys a resumed run may change without changing what it computes
-_VOLATILE = {"resume", "progress", "tensorboard", "log_every", "ckpt_every", "keep_last", "num_workers"}
+_VOLATILE = {"resume", "progress", "tensorboard", "log_every", "ckpt_every", "keep_last", "num_workers", "compile"}
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

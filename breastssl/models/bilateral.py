@@ -103,7 +103,7 @@ def bilateral_two_view(
     """The BTV network over ``backbone`` (``"tiny"``/None: the tiny CNN; else a timm name, e.g. hrnet_w18_small).
 
     ``pretrained`` loads ImageNet weights through timm (timm backbones only). ``channels_last`` is
-    accepted for config compatibility and ignored (the two views are concatenated along the batch).
+    accepted for config compatibility and ignored here (channels-last training: ``train.channels_last``).
     """
     if backbone in (None, "tiny"):
         encoder: nn.Module = TinyEncoder(in_chans, width)

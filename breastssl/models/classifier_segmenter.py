@@ -78,6 +78,11 @@ class ClassifierSegmenter(nn.Module):
             out["mask_logits"] = self.seg_decoder(features, x.shape[-2:])
         return out
 
+    def classify(self, x: Tensor) -> Tensor:
+        """Classification logits only, (B,) or (B, K), for x (B, in_chans, H, W): the encoder and the head,
+        without the segmentation decoder (scoring and stack-level inference need no mask)."""
+        return self.cls_head(self.forward_features(x)[-1])
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named parameter groups, for per-group learning-rate multipliers (e.g. ×10 on ``cls_head``)."""
         groups = {"encoder": list(self.encoder.parameters()), "cls_head": list(self.cls_head.parameters())}

@@ -152,9 +152,14 @@ class RetinaNetDetector(nn.Module):
             groups["neck"] = list(self.neck.parameters())
         return groups
 
+    def forward_features(self, images: Tensor) -> list[Tensor]:
+        """The backbone's stage maps of images (B, C, H, W) in [0, 1], finest first; the last is C5 (stride
+        ``self.stride``). All a frozen distillation teacher needs: no head, anchors or post-processing."""
+        return self.encoder((images - 0.5) / 0.25)
+
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> dict:
         """images (B, C, H, W) in [0, 1]; targets as in the module doc. Returns the output dict."""
-        feats = self.encoder((images - 0.5) / 0.25)
+        feats = self.forward_features(images)
         if self.neck is not None:
             levels = list(self.neck(OrderedDict((str(k), f) for k, f in enumerate(feats[-3:]))).values())
         else:
@@ -256,7 +261,8 @@ def retinanet(
     """RetinaNet, lesion vs background. Paper: ``backbone="resnet50"``, one C5 level (``fpn=False``).
 
     ``seg_decoder`` adds the ``mask_logits`` heatmap (off for training: it costs A × grid cells per image);
-    ``decoder_width`` and ``channels_last`` are accepted for the shared model config and unused. ``anchor_sizes``
+    ``decoder_width`` and ``channels_last`` are accepted for the shared model config and unused (channels-last
+    training: ``train.channels_last``). ``anchor_sizes``
     (pixels, 3 scales × 3 ratios = 9 anchors per location): default 2^(k/3)·32 for ResNets at stride 32, and
     2^(k/3)·(2·stride) for the tiny backbone.
     """

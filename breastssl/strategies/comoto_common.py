@@ -82,7 +82,12 @@ class DetectionStrategy:
         assert self.teacher is not None
         self.teacher.eval()  # batch-norm statistics of the frozen teacher never move
         with torch.no_grad():
-            return self.teacher(batch["image"])
+            features = getattr(self.teacher, "forward_features", None)
+            if features is None:
+                return self.teacher(batch["image"])
+            # LsKD and image KD read only C5: skip the head, anchors and post-processing (comoto step 1.2–1.4×)
+            feats = features(batch["image"])
+            return {"features": feats, "c5": feats[-1], "stride": self.teacher.stride}
 
     def to(self, device: torch.device) -> None:
         if self.teacher is not None:

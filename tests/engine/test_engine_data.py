@@ -49,3 +49,28 @@ def test_to_device_walks_nested_batches():
     moved = to_device(batch, torch.device("cpu"))
     assert moved["meta"][1] == "a" and isinstance(moved["pair"], tuple) and moved["pair"][1] == 3
     assert torch.equal(moved["x"], batch["x"])
+
+
+class _PidData(torch.utils.data.Dataset):
+    """Returns its index and the id of the process that loaded it."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> dict:
+        import os
+
+        return {"x": torch.tensor(i), "pid": torch.tensor(os.getpid())}
+
+
+def test_worker_loading_keeps_the_order_and_the_workers_across_epochs():
+    """With workers, one DataLoader serves every epoch (workers and their caches persist); same batches."""
+    plain = BatchStream(_PidData(), ShardedBatchSampler(12, 4, seed=2), DataPosition())
+    ref = [plain.next()["x"].tolist() for _ in range(8)]  # 2 epochs and a bit
+    stream = BatchStream(_PidData(), ShardedBatchSampler(12, 4, seed=2), DataPosition(), num_workers=2)
+    got = [stream.next() for _ in range(8)]
+    assert [b["x"].tolist() for b in got] == ref
+    assert stream.position == DataPosition(2, 2)
+    assert len({int(b["pid"][0]) for b in got}) == 2  # the same two worker processes in every epoch
+    resumed = BatchStream(_PidData(), ShardedBatchSampler(12, 4, seed=2), DataPosition(1, 1), num_workers=2)
+    assert [resumed.next()["x"].tolist() for _ in range(4)] == ref[4:]
