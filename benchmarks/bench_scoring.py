@@ -238,12 +238,16 @@ def main() -> None:
 
     # (a)
     thr = bench_throughput(12 if args.quick else 40, (80, 64), 64, 7 if args.quick else 9)
-    ratio = thr["x_score_slices"]
-    figures.append(Figure("scoring throughput / bare forward", ratio, "x", ">= 0.9", f"{thr['slices']:.0f} slices"))
+    # score_slices runs classify() (no decoder) when the model has it: the fair bare loop does the same forward
+    ratio = thr["x_score_slices"] / thr["x_bare_classify"]
+    note = f"{thr['slices']:.0f} slices, vs a bare classify() loop"
+    figures.append(Figure("scoring throughput / bare forward", ratio, "x", ">= 0.9", note))
     print(f"\n(a) pool scoring, tiny_cnn 80×64, batch 64, {thr['slices']:.0f} slices in stacks of 14–40")
     for k in ("score_slices", "bare", "bare_full_batches", "bare_classify"):
         print(f"  {k:<20} {thr[k]:>9,.0f} slices/s  ({thr[f'x_{k}']:.2f}x bare)")
     print(f"  score_slices / bare = {ratio:.2f} (target >= 0.9)  {verdict(figures[-1].passed)}")
+    figures.append(Figure("scoring: score_slices over a bare full-model loop", thr["x_score_slices"], "x", "",
+                          "the classify() fast path included"))  # fmt: skip
     for k, name in (("bare_full_batches", "batches across stacks"), ("bare_classify", "classification head only")):
         figures.append(Figure(f"scoring fast path: {name}", thr[f"x_{k}"], "x speed-up", "", "bare loop"))
 

@@ -241,14 +241,13 @@ class InferenceMode(nn.Module):
             return self.inner(x)
 
 
-def _features_only_teacher(strategy: Any) -> None:
-    """The proposed ``DetectionStrategy.teacher_features``: the teacher's backbone only (``forward_features``)."""
+def _full_forward_teacher(strategy: Any) -> None:
+    """The former ``DetectionStrategy.teacher_features``: the teacher's whole forward (head, anchors, NMS)."""
 
     def teacher_features(batch: dict[str, Any]) -> dict[str, Any]:
         strategy.teacher.eval()
         with torch.no_grad():
-            feats = strategy.teacher.forward_features(batch["image"])
-        return {"features": feats, "c5": feats[-1], "stride": strategy.teacher.stride}
+            return strategy.teacher(batch["image"])
 
     strategy.teacher_features = teacher_features
 
@@ -269,19 +268,19 @@ def bench_fastpaths(batch_size: int, reps: int, inner: int, compile_too: bool) -
             strategy.teacher = InferenceMode(teacher)
         return make_step(Case("kd", "tiny_cnn", lambda: (student, strategy), slices), channels_last, amp)
 
-    def comoto_step(features_only: bool = False):
+    def comoto_step(features_only: bool = True):
         fams, _ = families(batch_size)
         case = next(c for f in fams for c in f.cases if c.label == "comoto")
         student, strategy = case.build()
-        if features_only:
-            _features_only_teacher(strategy)
+        if not features_only:
+            _full_forward_teacher(strategy)
         return make_step(Case("comoto", "retinanet", lambda: (student, strategy), case.batch))
 
     pairs: dict[str, tuple[Callable, Callable]] = {
         "kd: channels_last (train.channels_last)": (kd_step, lambda: kd_step(channels_last=True)),
         "kd: bf16 autocast (train.amp=bf16)": (kd_step, lambda: kd_step(amp=True)),
         "kd: teacher in inference_mode, not no_grad": (kd_step, lambda: kd_step(inference_teacher=True)),
-        "comoto: teacher backbone only (proposed)": (comoto_step, lambda: comoto_step(features_only=True)),
+        "comoto: teacher backbone only (comoto_common)": (lambda: comoto_step(False), comoto_step),
     }
     if compile_too:
         pairs["kd: torch.compile (train.compile)"] = (kd_step, lambda: kd_step(compiled=True))
@@ -301,10 +300,9 @@ def bench_epoch_restart(n_stacks: int, workers: int, batch: int, epochs: int = 3
 
     import numpy as np
     import pandas as pd
-    from torch.utils.data import DataLoader
 
     from breastssl.data.dbt_slices import SliceDataset, StackStore
-    from breastssl.engine.data import BatchStream, DataPosition, ShardedBatchSampler
+    from breastssl.engine.data import BatchStream, DataPosition, ShardedBatchSampler, epoch_batches
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,23 +318,21 @@ def bench_epoch_restart(n_stacks: int, workers: int, batch: int, epochs: int = 3
         dataset = SliceDataset(table, StackStore(manifest, tmp, (80, 64)))
         sampler = ShardedBatchSampler(len(dataset), batch, seed=0)
         per_epoch = len(sampler)
+        times_stream = []  # before: a new DataLoader (new workers, cold stack caches) every epoch
+        for epoch in range(epochs):
+            t = time.perf_counter()
+            for _ in epoch_batches(dataset, sampler, DataPosition(epoch, 0), num_workers=workers, seed=0):
+                pass
+            times_stream.append(time.perf_counter() - t)
+        # after: the engine's BatchStream, one DataLoader for the run (engine/data.py run_batches)
         stream = BatchStream(dataset, sampler, DataPosition(), num_workers=workers, seed=0)
-        times_stream = []
+        times_loader = []
         for _ in range(epochs):
             t = time.perf_counter()
             for _ in range(per_epoch):
                 stream.next()
-            times_stream.append(time.perf_counter() - t)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=True)
-        times_loader = []
-        for epoch in range(epochs):
-            sampler.set_epoch(epoch)
-            t = time.perf_counter()
-            for _ in loader:
-                pass
             times_loader.append(time.perf_counter() - t)
-        del loader
-    return statistics.median(times_stream[1:]), statistics.median(times_loader[1:])
+        return statistics.median(times_stream[1:]), statistics.median(times_loader[1:])
 
 
 def main() -> None:
@@ -377,7 +373,7 @@ def main() -> None:
             )
             print(f"{label:<44} {before:>8.1f} ms → {after:>8.1f} ms   speed-up {before / after:.2f}x")
         before, after = bench_epoch_restart(8 if args.quick else 24, 2, batch)
-        label = "data: persistent workers (proposed data.py)"
+        label = "data: workers kept across epochs (engine/data.py)"
         figures.append(Figure(f"fast path {label}", before / after, "x speed-up", "", f"{before:.2f} → {after:.2f} s"))
         ms_pair = f"{before * 1000:>8.1f} ms → {after * 1000:>8.1f} ms"
         print(f"{label:<44} {ms_pair}   per epoch, speed-up {before / after:.2f}x")

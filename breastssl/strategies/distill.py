@@ -94,6 +94,21 @@ class SliceStrategy:
         if self.teacher is not None:
             self.teacher.to(device)
 
+    def teacher_forward(self, x: Tensor) -> dict[str, Tensor]:
+        """The frozen teacher's output dict on x (B, 1, H, W), through a BN-folded channels-last copy.
+
+        The copy is made on first use (after the loop has moved and converted the teacher) and again when the
+        device changes; ``self.teacher`` itself stays the module that scoring and checkpoints see.
+        """
+        assert self.teacher is not None
+        key = (x.device, id(self.teacher))
+        if getattr(self, "_fast_key", None) != key:
+            from ..models.frozen import fast_frozen_copy
+
+            self._fast_teacher, self._fast_key = fast_frozen_copy(self.teacher).to(x.device), key
+        out = self._fast_teacher(x.contiguous(memory_format=torch.channels_last))
+        return {k: v.contiguous() if isinstance(v, Tensor) else v for k, v in out.items()}
+
     def loss(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         out = self.student(batch["image"])
         target = None
@@ -102,7 +117,7 @@ class SliceStrategy:
             # no_grad, not inference_mode: inference tensors cannot be saved for backward, so a KD loss that
             # multiplied by the target would fail; and inference_mode measured no faster here (bench_strategies)
             with torch.no_grad():
-                target = self.teacher(batch["image"])
+                target = self.teacher_forward(batch["image"])
         parts = selectivekd_loss(out, target, batch, self.cfg.alpha_clf, self.cfg.alpha_seg)
         # pool slices (no slice label) carry no mask supervision: their share of the batch
         parts["selected_fraction"] = (1.0 - batch["sup_seg"].float()).mean().detach()
