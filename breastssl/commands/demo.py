@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="random seed of the synthetic data"),
         n: int = typer.Option(40, "--n", help="exams (DBT, mammography) and images (ultrasound)"),
         overwrite: bool = OverwriteOpt,
-        exams: int = typer.Option(300, "--exams", help="synthetic DBT exams of the SelectiveKD experiment"),
-        steps: int = typer.Option(400, "--steps", help="training steps of each of the five models"),
+        exams: int = typer.Option(600, "--exams", help="synthetic DBT exams of the SelectiveKD experiment"),
+        steps: int = typer.Option(800, "--steps", help="training steps of each of the five models"),
         jobs: int = typer.Option(2, "--jobs", help="models trained at the same time (one CPU thread each)"),
         data_only: bool = typer.Option(False, "--data-only", help="only generate and read back the data"),
     ) -> None:
