@@ -208,6 +208,27 @@ class SliceDataset(Dataset):
 
 
 @torch.inference_mode()
+def stack_scores(model: Any, stack: np.ndarray, batch_size: int, device: torch.device | str) -> Tensor:
+    """(D, H, W) slices → (D,) sigmoid scores on the CPU, ``batch_size`` slices per forward.
+
+    The one scoring kernel of training (``score_slices``) and ``breastssl predict``, so both give the same
+    bits. A model with ``classify`` is scored without its segmentation decoder (~6× at 80×64); outputs may
+    also be numpy arrays (an ONNX runtime model).
+    """
+    tensor = torch.from_numpy(stack)
+    classify = getattr(model, "classify", None)
+    out = torch.empty(stack.shape[0])
+    for start in range(0, stack.shape[0], batch_size):
+        x = tensor[start : start + batch_size, None].to(device)
+        logits = classify(x) if callable(classify) else model(x)["logits"]
+        logits = logits if isinstance(logits, Tensor) else torch.as_tensor(np.asarray(logits))
+        if logits.numel() != x.shape[0]:
+            raise DataError(f"the model gives {tuple(logits.shape)} logits for {x.shape[0]} slices; DBT needs one each")
+        out[start : start + x.shape[0]] = torch.sigmoid(logits.float()).reshape(-1).cpu()
+    return out
+
+
+@torch.inference_mode()
 def score_slices(
     model: nn.Module,
     store: StackStore,
@@ -232,17 +253,13 @@ def score_slices(
     mine = shard_range(len(ids), ctx)
     # one float per slice written in place: thousands of small kept tensors fragmented the heap (+23–64 MB at 1e5)
     local = torch.empty(int(depths[mine.start : mine.stop].sum()))
-    classify = getattr(model, "classify", None)  # a score needs no mask: skip the segmentation decoder (~6× at 80×64)
     pos = 0
     for k in mine:
-        stack = torch.from_numpy(store.stack(ids[k]))
+        stack = store.stack(ids[k])
         if stack.shape[0] != depths[k]:
             raise DataError(f"{ids[k]}: the stack has {stack.shape[0]} slices, the manifest says n_slices={depths[k]}")
-        for start in range(0, stack.shape[0], batch_size):
-            x = stack[start : start + batch_size, None].to(ctx.device)
-            logits = classify(x) if classify is not None else model(x)["logits"]
-            local[pos : pos + x.shape[0]] = torch.sigmoid(logits.float()).reshape(-1).cpu()
-            pos += x.shape[0]
+        local[pos : pos + stack.shape[0]] = stack_scores(model, stack, batch_size, ctx.device)
+        pos += stack.shape[0]
     scores = gather_variable(local.to(ctx.device), ctx).cpu().numpy()
     model.train(was_training)
     starts = np.repeat(np.cumsum(depths) - depths, depths)

@@ -119,9 +119,22 @@ def epoch_batches(
     the global torch RNG, which would otherwise differ between a resumed and an uninterrupted run.
     """
     sampler.set_epoch(pos.epoch)
+    return _loader(dataset, _SkipBatches(sampler, pos.index), pos, collate_fn, num_workers, seed, pin_memory)
+
+
+def _loader(
+    dataset: Dataset,
+    batch_sampler: Any,
+    pos: DataPosition,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    num_workers: int,
+    seed: int,
+    pin_memory: bool,
+) -> Iterator[Any]:
+    """An iterator over a DataLoader with its own generator, seeded by (seed, epoch of ``pos``)."""
     loader = DataLoader(
         dataset,
-        batch_sampler=_SkipBatches(sampler, pos.index),
+        batch_sampler=batch_sampler,
         collate_fn=collate_fn,
         num_workers=num_workers,
         pin_memory=pin_memory,
@@ -161,15 +174,7 @@ def run_batches(
     pin_memory: bool = False,
 ) -> Iterator[Any]:
     """Every batch from ``pos`` on, across epochs, from one DataLoader whose workers live for the whole run."""
-    loader = DataLoader(
-        dataset,
-        batch_sampler=_RunningBatches(sampler, pos),
-        collate_fn=collate_fn,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        generator=torch.Generator().manual_seed(seed * 1_000_003 + pos.epoch),
-    )
-    return iter(loader)
+    return _loader(dataset, _RunningBatches(sampler, pos), pos, collate_fn, num_workers, seed, pin_memory)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

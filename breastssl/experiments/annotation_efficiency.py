@@ -60,8 +60,8 @@ def budget_manifest(manifest: pd.DataFrame, root: Path, fraction: float, seed: i
     if exams.empty:
         raise UserError("the manifest has no fully annotated training exams to subsample")
     keep = stratified_budget(exams, fraction, seed)
-    drop = train["exam_id"].astype(str).isin(keep).map({True: False, False: True})
-    man.loc[drop[drop].index, "annotation"] = "weak"
+    dropped = train.index[~train["exam_id"].astype(str).isin(keep)]
+    man.loc[dropped, "annotation"] = "weak"
     man["path"] = [str((root / p).resolve()) if not Path(p).is_absolute() else p for p in man["path"].astype(str)]
     kept = exams[exams["exam_id"].astype(str).isin(keep)]
     counts: dict[str, Any] = {"budget": fraction}

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.dbt_slices import stack_scores
 from ..errors import DataError, UserError
 
 PREDICT_COLUMNS = ("image_id", "exam_id", "laterality", "path", "n_slices")  # what scoring and aggregation need
@@ -195,23 +196,6 @@ def _tensor(value: Any) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _score_stack(model: Any, stack: np.ndarray, batch_size: int, device: Any) -> np.ndarray:
-    """(D, H, W) slices → (D,) sigmoid scores; the same batching and ops as ``score_slices`` (parity)."""
-    tensor = torch.from_numpy(stack)
-    # a model with ``classify`` (ClassifierSegmenter) scores without running its segmentation decoder on every
-    # slice: the same encoder and head, so the same logits; the maps are made for the top slices only
-    classify = getattr(model, "classify", None)
-    out = []
-    for start in range(0, stack.shape[0], batch_size):
-        x = tensor[start : start + batch_size, None].to(device)
-        logits = _tensor(classify(x) if callable(classify) else model(x)["logits"])
-        if logits.numel() != x.shape[0]:
-            raise UserError(f"the model gives {tuple(logits.shape)} logits for {x.shape[0]} slices; DBT needs one each")
-        out.append(torch.sigmoid(logits).reshape(-1).cpu())  # sigmoid where score_slices takes it: same bits
-    return torch.cat(out).numpy()
-
-
-@torch.inference_mode()
 def _seg_maps(model: Any, slices: np.ndarray, device: Any) -> np.ndarray | None:
     """(K, H, W) slices → (K, H, W) lesion probabilities of the segmentation head, None without one."""
     out = model(torch.from_numpy(np.ascontiguousarray(slices))[:, None].to(device))
@@ -308,7 +292,7 @@ def _score_all(
             stack = store.stack(image_id)
             if stack.shape[0] != int(n):
                 raise DataError(f"{path}: the stack has {stack.shape[0]} slices, the manifest says n_slices={n}")
-            scores = _score_stack(net, stack, batch_size, device)
+            scores = stack_scores(net, stack, batch_size, device).numpy()
             parts.append(pd.DataFrame({"image_id": image_id, "slice": np.arange(len(scores)), "score": scores}))
             best = np.argsort(-scores, kind="stable")[:top_slices]
             probs = _seg_maps(net, stack[best], device) if len(best) else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 
 import torch
 import torch.nn.functional as F
@@ -55,3 +57,16 @@ class SupervisedBCE:
         if step == self.nan_at:
             return {"loss": loss * math.nan, "loss_sup": loss.detach(), "loss_kd": torch.tensor(math.nan)}
         return {"loss": loss, "loss_sup": loss.detach()}
+
+
+def free_port() -> int:
+    """A free localhost TCP port for a test's process group."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_env(rank: int, world: int, port: int) -> None:
+    """The environment torchrun would give rank ``rank`` of ``world`` on this machine."""
+    env = {"RANK": rank, "WORLD_SIZE": world, "LOCAL_RANK": rank, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    os.environ.update({k: str(v) for k, v in env.items()})

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
-from engine_toys import LinearModel, SquaresDataset, SupervisedBCE
+from engine_toys import LinearModel, SquaresDataset, SupervisedBCE, free_port, rank_env
 
 from breastssl.engine import TrainConfig, cleanup_distributed, fit, gather_variable, init_distributed, shard_range
 
@@ -31,10 +28,7 @@ def train_config(out_dir) -> TrainConfig:
 
 
 def worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(
-        {"RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1"}
-    )
-    os.environ["MASTER_PORT"] = str(port)
+    rank_env(rank, WORLD, port)
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
     try:
@@ -50,12 +44,6 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             torch.save({"model": model.state_dict(), "pool": gathered, "uneven": uneven}, f"{out_dir}/rank0.pt")
     finally:
         cleanup_distributed()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")

@@ -17,14 +17,13 @@ The teacher is the real ``tiny_cnn``: it only runs in eval mode, where BatchNorm
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
+from engine_toys import free_port, rank_env
 from torch import nn
 
 import breastssl.engine.loop as engine_loop
@@ -124,10 +123,7 @@ DDP_RUNS = {"ddp": False, "ddp_no_grad_averaging": True}  # run dir → break th
 
 
 def worker(rank: int, port: int, data: str, teacher_dir: str, out: str) -> None:
-    os.environ.update(
-        {"RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1"}
-    )
-    os.environ["MASTER_PORT"] = str(port)
+    rank_env(rank, WORLD, port)
     torch.set_num_threads(1)
     register_groupnorm_model()  # a spawned child does not inherit the parent's registration
     try:
@@ -139,12 +135,6 @@ def worker(rank: int, port: int, data: str, teacher_dir: str, out: str) -> None:
             train(run_config(Path(data), Path(out) / name, STUDENT, *extra))
     finally:
         cleanup_distributed()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
