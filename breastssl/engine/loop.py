@@ -382,7 +382,17 @@ def reapply_schedule(state: TrainState, factor: LrFactor, step: int) -> None:
 
 
 # keys a resumed run may change without changing what it computes
-_VOLATILE = {"resume", "progress", "tensorboard", "log_every", "ckpt_every", "keep_last", "num_workers", "compile"}
+_VOLATILE = {
+    "resume",
+    "out_dir",
+    "progress",
+    "tensorboard",
+    "log_every",
+    "ckpt_every",
+    "keep_last",
+    "num_workers",
+    "compile",
+}
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

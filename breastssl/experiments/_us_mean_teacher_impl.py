@@ -129,8 +129,9 @@ def train_detector(cfg: USExperimentConfig, man: pd.DataFrame, frames: dict, box
     strategy = DetectionStrategy(det, cfg=DetectionConfig(freeze_steps=d.freeze_steps))
     optim = {"name": "sgd", "lr": d.lr, "momentum": 0.9, "weight_decay": 1e-4}
     schedule = {"name": "cosine", "warmup_steps": min(20, d.steps // 10)}
+    # resume: a rerun in the same out_dir (another recognition setting) reuses the finished detector
     tcfg = _train_cfg(out / "detector", d.steps, d.batch_size, optim, cfg.seeds[0], cfg.device, schedule=schedule,
-                      clip_grad_norm=10.0)  # fmt: skip
+                      clip_grad_norm=10.0, resume=True)  # fmt: skip
     ids = man.loc[man["set"] == "basic", "image_id"].tolist()
     fit(det, strategy, DetectionDataset(ids, frames, boxes), tcfg, collate_fn=detection_collate)
     return det.eval()
@@ -179,7 +180,9 @@ def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Pa
 
     tcfg = _train_cfg(out / "runs" / f"{arm}_s{seed}", r.max_steps, r.batch_size,
                       {"name": "adam", "lr": r.lr, "weight_decay": 0.0}, seed, cfg.device)  # fmt: skip
-    summary = fit_early_stopping(strategy, ds, tcfg, sampler, val_accuracy, r.eval_every, r.max_steps)
+    # every arm counts evaluations from the same step (the semi arm's end of ramp-up), for a like-for-like stop
+    first = r.mean_teacher.first_counted_step
+    summary = fit_early_stopping(strategy, ds, tcfg, sampler, val_accuracy, r.eval_every, r.max_steps, first)
     summary.update(n_labelled=len(lab_idx), n_unlabelled=len(unl_idx))
     return strategy.eval_model(), summary
 

@@ -168,7 +168,7 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
     import torch
 
     from ..strategies import create_strategy
-    from ..strategies.comoto_common import ComotoConfig, student_from_teacher
+    from ..strategies.comoto_common import ComotoConfig
 
     torch.set_num_threads(1)
     out = Path(cfg.out_dir)
@@ -178,31 +178,31 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
     results: list[dict[str, Any]] = []
     kd = {"temperature": cfg.temperature, "alpha": cfg.alpha, "impa_beta": cfg.impa_beta}
     for seed in cfg.seeds:
-        teachers = {}
-        for kind in sorted({ROWS[r][1] for r in cfg.rows} - {"none"}):
-            torch.manual_seed(seed)
-            teacher = _model(cfg)
-            strat = create_strategy(
-                "comoto_teacher", teacher, None, ComotoConfig(name="comoto_teacher", impa=kind == "impa", **kd)
-            )
-            _train(cfg, teacher, strat, data.mammo, cfg.teacher_steps, out / f"seed{seed}" / f"teacher_{kind}", seed)
-            teachers[kind] = teacher.eval().requires_grad_(False)
-        for fraction in cfg.fractions:
-            dataset, counts = data.students_data(fraction, seed)
-            for row in cfg.rows:
-                name, kind = ROWS[row]
+        teachers: dict[str, Any] = {}
+
+        def teacher(kind: str, seed: int = seed, teachers: dict[str, Any] = teachers) -> Any:
+            """The seed's mammography teacher of this kind, trained on first use (a resumed seed may need none)."""
+            if kind not in teachers:
                 torch.manual_seed(seed)
-                student = _model(cfg) if kind == "none" else student_from_teacher(teachers[kind])
-                strat = create_strategy(name, student, teachers.get(kind), ComotoConfig(name=name, **kd))
+                model = _model(cfg)
+                conf = ComotoConfig(name="comoto_teacher", impa=kind == "impa", **kd)
+                strat = create_strategy("comoto_teacher", model, None, conf)
+                _train(cfg, model, strat, data.mammo, cfg.teacher_steps, out / f"seed{seed}" / f"teacher_{kind}", seed)
+                teachers[kind] = model.eval().requires_grad_(False)
+            return teachers[kind]
+
+        for fraction in cfg.fractions:
+            for row in cfg.rows:
                 run_dir = out / f"seed{seed}" / f"frac{fraction:g}" / row
-                fit_res = _train(cfg, student, strat, dataset, cfg.student_steps, run_dir, seed)
-                metrics, pred = _evaluate(student, data)
-                pred.to_csv(run_dir / "predictions_volume.csv", index=False)
-                losses = {f"train_{k}": v for k, v in fit_res.metrics.items() if k.startswith("loss")}
-                results.append({"seed": seed, "fraction": fraction, "row": row, **counts, **metrics, **losses})
+                done = run_dir / "result.json"
+                if not done.is_file():  # finished runs are kept: seeds can run as separate processes, then merge
+                    res = _student_run(cfg, data, row, fraction, seed, teacher, run_dir, kd)
+                    done.write_text(json.dumps(res, indent=1))
+                res = json.loads(done.read_text())
+                results.append(res)
                 typer.echo(f"seed {seed} frac {fraction:g} {row:12s} mean sens raw "
-                           f"{metrics['raw_mean_sensitivity_positive']:.3f} scaled "
-                           f"{metrics['scaled_mean_sensitivity_positive']:.3f}")  # fmt: skip
+                           f"{res['raw_mean_sensitivity_positive']:.3f} scaled "
+                           f"{res['scaled_mean_sensitivity_positive']:.3f}")  # fmt: skip
     table = pd.DataFrame(results)
     table.to_csv(out / "results.csv", index=False)
     summary = _summary(table)
@@ -210,6 +210,35 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
     (out / "report.html").write_text(_report(cfg, table, summary))
     (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return table
+
+
+def _student_run(
+    cfg: ComotoExperimentConfig,
+    data: _Data,
+    row: str,
+    fraction: float,
+    seed: int,
+    teacher: Any,
+    run_dir: Path,
+    kd: dict[str, float],
+) -> dict[str, Any]:
+    """Train one student of the table and score it on the test volumes; returns its results row."""
+    import torch
+
+    from ..strategies import create_strategy
+    from ..strategies.comoto_common import ComotoConfig, student_from_teacher
+
+    dataset, counts = data.students_data(fraction, seed)
+    name, kind = ROWS[row]
+    tch = None if kind == "none" else teacher(kind)
+    torch.manual_seed(seed)
+    student = _model(cfg) if tch is None else student_from_teacher(tch)
+    strat = create_strategy(name, student, tch, ComotoConfig(name=name, **kd))
+    fit_res = _train(cfg, student, strat, dataset, cfg.student_steps, run_dir, seed)
+    metrics, pred = _evaluate(student, data)
+    pred.to_csv(run_dir / "predictions_volume.csv", index=False)
+    losses = {f"train_{k}": float(v) for k, v in fit_res.metrics.items() if k.startswith("loss")}
+    return {"seed": seed, "fraction": fraction, "row": row, **counts, **metrics, **losses}
 
 
 def _summary(table: pd.DataFrame) -> pd.DataFrame:

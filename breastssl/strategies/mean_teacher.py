@@ -53,6 +53,15 @@ class MeanTeacherConfig(Section):
     labelled_fraction: float = Field(0.5, gt=0.0, le=1.0, description="labelled share of a batch (paper: 1/2)")
     evaluate_with: Literal["teacher", "student"] = "teacher"
     patience: int = Field(5, ge=1, description="evaluations without validation-accuracy gain before stopping")
+    min_steps: int | None = Field(
+        None, ge=0, description="evaluations before this step neither stop the run nor pick the kept weights; "
+        "None = rampup_steps (a checkpoint from before the consistency ramp-up is a supervised model)",
+    )  # fmt: skip
+
+    @property
+    def first_counted_step(self) -> int:
+        """The first step whose evaluation counts for early stopping and for the kept weights."""
+        return self.rampup_steps if self.min_steps is None else self.min_steps
 
 
 def rampup(step: int, length: int) -> float:
@@ -262,13 +271,16 @@ def fit_early_stopping(
     evaluate: Callable[[nn.Module], float],
     eval_every: int,
     max_steps: int,
+    min_steps: int = 0,
 ) -> dict[str, Any]:
     """Train with :func:`breastssl.engine.fit` in chunks of ``eval_every`` steps, early-stopping on ``evaluate``.
 
     After each chunk ``evaluate(strategy.eval_model())`` (validation accuracy) feeds the strategy's
     :class:`EarlyStopping`; the best weights (student and teacher) are kept and loaded at the end. The
     engine resumes each chunk from the previous chunk's checkpoint (``cfg.out_dir``), so a killed run
-    restarted the same way continues. Returns ``{"best_step", "best_value", "steps", "history"}``.
+    restarted the same way continues. Evaluations before ``min_steps`` are only recorded in the history: they
+    neither stop the run nor choose the kept weights (unless no later evaluation happens). Returns
+    ``{"best_step", "best_value", "steps", "history"}``.
     """
     import warnings
 
@@ -283,7 +295,11 @@ def fit_early_stopping(
             warnings.filterwarnings("ignore", message="resuming step .* changed train config")
             result = fit(strategy.student, strategy, dataset, chunk, batch_sampler=sampler)
         step = result.step
-        if strategy.early.update(evaluate(strategy.eval_model()), step) or best is None:
+        value = evaluate(strategy.eval_model())
+        if step < min_steps and step < max_steps:
+            strategy.early.history.append((int(step), float(value)))
+            continue
+        if strategy.early.update(value, step) or best is None:
             best = {
                 "student": copy.deepcopy(strategy.student.state_dict()),
                 "teacher": copy.deepcopy(strategy.teacher.state_dict()),

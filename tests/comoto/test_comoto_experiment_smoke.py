@@ -20,3 +20,10 @@ def test_experiment_runs_every_row_and_writes_the_report(tmp_path):
     assert len(table) == 10 and table["scaled_mean_sensitivity_positive"].between(0, 1).all()
     assert "LsKD" in (out / "report.html").read_text() or "lskd" in (out / "report.html").read_text()
     assert (out / "seed0" / "frac1" / "lskd" / "predictions_volume.csv").is_file()
+    # a finished run is reused: seeds run as separate processes merge into one table without retraining
+    first = (out / "seed0" / "frac1" / "lskd" / "result.json").stat().st_mtime_ns
+    (out / "seed0" / "teacher_plain").rename(tmp_path / "gone")  # a retrained teacher would recreate it
+    assert main(args) == 0
+    assert (out / "seed0" / "frac1" / "lskd" / "result.json").stat().st_mtime_ns == first
+    assert not (out / "seed0" / "teacher_plain").exists()
+    assert pd.read_csv(out / "results.csv").equals(table)
