@@ -13,16 +13,18 @@ class EMA:
     """A frozen copy of ``model`` whose parameters follow ``ema = d·ema + (1 − d)·param``.
 
     Buffers (batch-norm statistics, counters) are copied, not averaged: they are statistics of the
-    data, not weights, and the mean-teacher paper's teacher uses the student's. With ``warmup`` the
+    data, not weights. With ``copy_buffers=False`` they are left alone, for a copy whose own forward
+    passes keep its statistics (the mean teacher's teacher, see ``strategies.mean_teacher``). With ``warmup`` the
     decay used at update ``n`` (counting from 0) is ``min(decay, 1 − 1/(n + 2))``, as in the mean
     teacher, so early teachers are not dominated by the random initialisation.
     """
 
-    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False, copy_buffers: bool = True) -> None:
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
         self.decay = decay
         self.warmup = warmup
+        self.copy_buffers = copy_buffers  # False: the copy keeps buffers its own forward passes compute
         self.updates = 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 
@@ -39,8 +41,9 @@ class EMA:
         for ema_p, p in zip(self.module.parameters(), model.parameters(), strict=True):
             # two rounded operations, d·ema then + (1 − d)·param: the documented formula, nothing fused
             ema_p.mul_(d).add_(p.detach().to(ema_p.dtype) * (1.0 - d))
-        for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            ema_b.copy_(b)
+        if self.copy_buffers:
+            for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
+                ema_b.copy_(b)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

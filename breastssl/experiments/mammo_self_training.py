@@ -34,7 +34,7 @@ def nested_exams(exams: pd.DataFrame, fractions: tuple[float, ...], seed: int) -
 
 
 def _labels(
-    manifest: pd.DataFrame, root: Path, out: Path, labeller: str, seed: int, log: Any
+    manifest: pd.DataFrame, root: Path, out: Path, labeller: str, seed: int, log: Any, nlp_epochs: int = 4
 ) -> tuple[pd.DataFrame, dict]:
     from ..nlp import TfidfLabeller, TransformerLabeller, label_reports, report_examples
 
@@ -45,7 +45,7 @@ def _labels(
         if kind == "tfidf":
             make = lambda f, s: TfidfLabeller(seed=seed)  # noqa: E731
         else:
-            make = lambda f, s, name=kind: TransformerLabeller(name, seed=seed + f)  # noqa: E731
+            make = lambda f, s, name=kind: TransformerLabeller(name, epochs=nlp_epochs, seed=seed + f)  # noqa: E731
         results[kind] = label_reports(ex, make, 3, train, out / "labeller" / kind, seed, log)
     chosen = results[labeller]
     return chosen.labels, {k: r.metrics for k, r in results.items()}
@@ -54,7 +54,7 @@ def _labels(
 def run_experiment(
     data: Path, out: Path, labeller: str = "tfidf", size: tuple[int, int] = (96, 64), seed: int = 0,
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
-    rounds: int = 2, only: str = "", log: Any = print,
+    rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every cell (or those whose name contains ``only``); write results.json and report.html."""
     import torch
@@ -68,7 +68,7 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_table(data / "manifest.csv")
     lesions = read_table(data / "lesions.csv")
-    labels, nlp_metrics = _labels(manifest, data, out, labeller, seed, log)
+    labels, nlp_metrics = _labels(manifest, data, out, labeller, seed, log, nlp_epochs)
     pairs = load_pairs(manifest, lesions, data, size)
     t = pairs.table.merge(labels[["exam_id", "laterality", "soft_label"]], on=["exam_id", "laterality"], how="left")
     train_idx, test_idx = np.flatnonzero(t["split"] == "train"), np.flatnonzero(t["split"] == "test")
@@ -103,7 +103,7 @@ def run_experiment(
         log(f"  mean sensitivity {results[name]['mean']:.3f}")
     summary = {"nlp": nlp_metrics, "runs": results, "settings": {"size": list(size), "labeller": labeller,
                "steps_per_epoch": steps_per_epoch, "stage1_epochs": stage1_epochs, "round_epochs": round_epochs,
-               "p0_every": p0_every, "rounds": rounds, "seed": seed}}  # fmt: skip
+               "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "report.html").write_text(render_report(summary), encoding="utf-8")
     return summary
@@ -177,6 +177,7 @@ def register(app: typer.Typer) -> None:
         round_epochs: int = typer.Option(4, "--round-epochs"),
         p0_every: int = typer.Option(2, "--p0-every"),
         only: str = typer.Option("", "--only", help="run only cells whose name contains this"),
+        nlp_epochs: int = typer.Option(4, "--nlp-epochs", min=1, help="fine-tuning epochs of a transformer labeller"),
     ) -> None:  # fmt: skip
         """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports."""
         from ..commands.common import console
@@ -189,6 +190,6 @@ def register(app: typer.Typer) -> None:
                 run_synth("mammo", data, n_exams, seed, "npy", quiet=True)
         res = run_experiment(
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
-            round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print,
+            round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")

@@ -8,12 +8,13 @@ Per batch (half labelled L, half unlabelled U; x̃, x̂ two independent noisy vi
 
     L = mean_{i∈L} CE(y_i, f(x̃_i; θ)) + w(t) · mean_{i∈C} mean_k (softmax f(x̃_i; θ)_k − softmax f(x̂_i; θ')_k)²
 
-θ' = EMA of θ (a separate frozen module, updated after every optimiser step); C = the unlabelled samples
-(paper: "the consistency error, which is used for the unlabeled breast nodules"; ``consistency_on=all``
-adds the labelled ones, as in the original mean teacher). w(t) = w_max · exp(−5 (1 − t/T)²) for t < T
-(sigmoid ramp-up). A one-logit model is read as two classes (1 − σ, σ). With a classifier-segmenter
-student and annotated masks in the batch (``mask``, ``sup_seg``) the supervised pixel BCE is added as
-``loss_sup_seg``, as in the other strategies.
+θ' = EMA of θ's parameters (a separate module without gradients, updated after every optimiser step; its
+batch-norm statistics are its own, from its train-mode forward passes, as in the mean-teacher reference
+code); C = the unlabelled samples (paper: "the consistency error, which is used for the unlabeled breast
+nodules"; ``consistency_on=all`` adds the labelled ones, as in the original mean teacher).
+w(t) = w_max · exp(−5 (1 − t/T)²) for t < T (sigmoid ramp-up). A one-logit model is read as two classes
+(1 − σ, σ). With a classifier-segmenter student and annotated masks in the batch (``mask``, ``sup_seg``)
+the supervised pixel BCE is added as ``loss_sup_seg``, as in the other strategies.
 
 Defaults from the paper: batch half labelled / half unlabelled (64 + 64), Gaussian input noise 0.15,
 dropout 0.5 (a model setting), Adam lr 3e-3 (a train setting), early stopping after 5 epochs without
@@ -52,6 +53,11 @@ class MeanTeacherConfig(Section):
     consistency_on: Literal["unlabelled", "all"] = "unlabelled"
     labelled_fraction: float = Field(0.5, gt=0.0, le=1.0, description="labelled share of a batch (paper: 1/2)")
     evaluate_with: Literal["teacher", "student"] = "teacher"
+    teacher_bn: Literal["own", "student"] = Field(
+        "own", description="own: the teacher's forward runs in train mode (its own batch statistics, dropout, and "
+        "running statistics it evaluates with), as in the mean-teacher reference code; student: the teacher runs in "
+        "eval mode with the student's batch-norm statistics copied each step",
+    )  # fmt: skip
     patience: int = Field(5, ge=1, description="evaluations without validation-accuracy gain before stopping")
     min_steps: int | None = Field(
         None, ge=0, description="evaluations before this step neither stop the run nor pick the kept weights; "
@@ -97,7 +103,8 @@ class MeanTeacher:
     def __init__(self, student: nn.Module, teacher: Any = None, cfg: Any = None) -> None:
         self.cfg = cfg if isinstance(cfg, MeanTeacherConfig) else MeanTeacherConfig()
         self.student = student
-        self.ema = EMA(student, self.cfg.ema_decay, warmup=True)  # a separate, frozen module
+        # a separate module without gradients; its batch-norm statistics are its own unless teacher_bn="student"
+        self.ema = EMA(student, self.cfg.ema_decay, warmup=True, copy_buffers=self.cfg.teacher_bn == "student")
         self.early = EarlyStopping(self.cfg.patience)
 
     @property
@@ -127,10 +134,17 @@ class MeanTeacher:
         if "mask_logits" in out and "mask" in batch and "sup_seg" in batch:
             parts["loss_sup_seg"] = flagged_mean(bce_per_sample(out["mask_logits"], batch["mask"]), batch["sup_seg"])
         weight = self.cfg.consistency_weight * rampup(step, self.cfg.rampup_steps)
-        if weight > 0:
-            self.teacher.eval()  # frozen: dropout off and batch-norm statistics never move
+        # a teacher with its own statistics needs its forward even without the loss, or it evaluates with none
+        own_stats = self.cfg.teacher_bn == "own" and self.cfg.evaluate_with == "teacher"
+        if weight > 0 or own_stats:
+            # "own": train mode, as the reference code runs its EMA model: batch statistics of the teacher's own
+            # weights (the student's running statistics do not fit the averaged weights: measured on synthetic
+            # ultrasound, that mismatch shifted every teacher probability below 0.5) and dropout noise
+            self.teacher.train(self.cfg.teacher_bn == "own")
             with torch.no_grad():
                 target = class_probs(self.teacher(self._noisy(x))["logits"])
+            self.teacher.eval()
+        if weight > 0:
             mse = (class_probs(logits) - target).pow(2).mean(dim=1)
             parts["loss_consistency"] = weight * (mse * cons).sum() / cons.sum().clamp(min=1.0)
         loss = torch.stack(list(parts.values())).sum()

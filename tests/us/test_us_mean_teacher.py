@@ -70,9 +70,10 @@ def test_every_part_reaches_the_student_and_two_class_models_work():
     torch.testing.assert_close(parts["loss"], parts["loss_sup_cls"] + parts["loss_consistency"])
 
 
-def test_ema_update_is_exact_and_buffers_are_copied():
+@pytest.mark.parametrize("teacher_bn", ["own", "student"])
+def test_ema_update_is_exact_and_buffers_follow_teacher_bn(teacher_bn):
     student = recognition()
-    s = MeanTeacher(student, cfg=MeanTeacherConfig(ema_decay=0.9))
+    s = MeanTeacher(student, cfg=MeanTeacherConfig(ema_decay=0.9, teacher_bn=teacher_bn))
     s.ema.updates = 100  # past the warm-up: decay 0.9
     with torch.no_grad():
         for p in student.parameters():
@@ -81,8 +82,18 @@ def test_ema_update_is_exact_and_buffers_are_copied():
     s.after_step(0)
     for t, old, p in zip(s.teacher.parameters(), before, student.parameters(), strict=True):
         torch.testing.assert_close(t, 0.9 * old + 0.1 * p, rtol=0, atol=1e-6)
-    for t, b in zip(s.teacher.buffers(), student.buffers(), strict=True):
-        assert torch.equal(t, b)
+    student.train()
+    student(torch.randn(4, 1, 16, 16) * 3 + 1)  # moves the student's running statistics
+    buffers = [b.clone() for b in s.teacher.buffers()]
+    s.after_step(1)
+    same = [torch.equal(t, b) for t, b in zip(s.teacher.buffers(), student.buffers(), strict=True)]
+    if teacher_bn == "student":  # copied each step
+        assert all(same)
+    else:  # left to the teacher's own forward passes: the EMA step does not touch them ...
+        assert all(torch.equal(a, b) for a, b in zip(s.teacher.buffers(), buffers, strict=True)) and not all(same)
+        s.loss(crop_batch(), step=0)  # ... the teacher's train-mode forward in the loss moves them
+        assert not all(torch.equal(a, b) for a, b in zip(s.teacher.buffers(), buffers, strict=True))
+        assert not s.teacher.training
 
 
 def test_rampup_and_supervised_mode():
