@@ -27,6 +27,7 @@ import torch
 from pydantic import Field
 
 from ..config import Section
+from ..errors import ConfigError
 from ..models.detection import create_detector
 from ..strategies.mean_teacher import MeanTeacherConfig
 
@@ -114,6 +115,13 @@ def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.Data
     else:
         basic = man["annotation"].astype(str) == "full"
     man["set"] = np.where(split == "train", np.where(basic, "basic", "extended"), split)
+    counts = man["set"].value_counts()
+    if "semi" in cfg.arms and not counts.get("extended", 0):
+        raise ConfigError(f"{path}: every training image is in the basic (annotated) set, so the mean teacher has no "
+                          "unlabelled nodules; set basic_fraction (e.g. --set basic_fraction=0.15) to keep only that "
+                          "share of the training images labelled")  # fmt: skip
+    if not counts.get("basic", 0):
+        raise ConfigError(f"{path}: no training image is in the basic (annotated) set; raise basic_fraction")
     return man, les, path.parent
 
 
@@ -229,8 +237,8 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     from ..strategies.mean_teacher import predict_proba
 
     out = Path(cfg.out_dir)
+    man, les, root = load_data(cfg, out)  # checks the sets before anything is written (a manifest given)
     out.mkdir(parents=True, exist_ok=True)
-    man, les, root = load_data(cfg, out)
     frames, boxes, labels = load_frames(man, root), gt_boxes(les), gt_labels(les)
     det = train_detector(cfg, man, frames, boxes, out)
     dt = detection_table(det, man, frames, boxes, labels)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from breastssl.nlp import TfidfLabeller, label_reports, report_examples, split_sections
+from breastssl.nlp.text import side_sentences
 
 POS = [
     "There is an irregular spiculated mass in the {s} breast.",
@@ -45,6 +46,25 @@ def test_sections_are_split():
     desc, imp = split_sections("DESCRIPTION:\nNo mass.\n\nIMPRESSION:\nNegative.\nBI-RADS 1.\n")
     assert desc == "No mass." and imp == "Negative. BI-RADS 1."
     assert split_sections("free text only") == ("free text only", "")
+
+
+def test_side_sentences_drop_only_the_other_sides_sentences():
+    text = ("Dense tissue. A 14 mm mass is seen in the right breast, upper inner quadrant. No mass in the left breast; "
+            "the right and left axillae are normal. Both breasts: no calcifications.")  # fmt: skip
+    assert side_sentences(text, "L") == ("Dense tissue. No mass in the left breast; the right and left axillae are "
+                                         "normal. Both breasts: no calcifications.")  # fmt: skip
+    right = "Dense tissue. A 14 mm mass is seen in the right breast, upper inner quadrant."
+    assert side_sentences(text, "R") == right + " the right and left axillae are normal. Both breasts: no calcifications."
+    assert side_sentences("RIGHT BREAST: mass.", "L") == "" and side_sentences("Brightness fine.", "L") != ""
+
+
+def test_report_examples_focus_side_or_whole_report(tmp_path):
+    manifest = _fixture(tmp_path, n_repeat=1)
+    whole = report_examples(manifest, tmp_path, focus_side=False)
+    focused = report_examples(manifest, tmp_path)
+    assert (whole.groupby("exam_id")["description"].nunique() == 1).all()  # both sides read the same report
+    left = focused[focused["laterality"] == "L"]
+    assert not left["description"].str.contains("right").any() and left["description"].str.contains("left").all()
 
 
 def test_tfidf_kfold_labels_negation_and_laterality(tmp_path):
