@@ -54,7 +54,8 @@ def test_side_sentences_drop_only_the_other_sides_sentences():
     assert side_sentences(text, "L") == ("Dense tissue. No mass in the left breast; the right and left axillae are "
                                          "normal. Both breasts: no calcifications.")  # fmt: skip
     right = "Dense tissue. A 14 mm mass is seen in the right breast, upper inner quadrant."
-    assert side_sentences(text, "R") == right + " the right and left axillae are normal. Both breasts: no calcifications."
+    both = " the right and left axillae are normal. Both breasts: no calcifications."
+    assert side_sentences(text, "R") == right + both
     assert side_sentences("RIGHT BREAST: mass.", "L") == "" and side_sentences("Brightness fine.", "L") != ""
 
 
