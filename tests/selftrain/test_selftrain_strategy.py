@@ -90,3 +90,20 @@ def test_tiny_fit_mines_logs_counts_and_reuses_a_finished_run(tmp_path):
     assert set(res["sens"]) == {"0.1", "0.2", "0.5", "1"} and res["steps"] == 8
     again = run_self_training(spec, pairs, y, pairs.subset(np.arange(8)), tmp_path / "run")
     assert again == json.loads(json.dumps(res))
+
+    # `breastssl predict --modality mg` with the run's checkpoint: maps, CRF masks, regions and scores
+    from breastssl.cli import main
+
+    imgs = []
+    for k in range(2):
+        imgs.append(tmp_path / f"img{k}.npy")
+        np.save(imgs[-1], pairs.images[k, 0])
+    ckpt = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1]
+    out = tmp_path / "pred"
+    assert main(["predict", "--modality", "mg", "--model", str(ckpt), *map(str, imgs), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "predictions.csv")
+    assert set(df["image"]) == set(map(str, imgs)) and df["image_score"].between(0, 1).all()
+    for k in range(2):
+        prob = np.load(out / f"img{k}_prob.npy")
+        assert prob.shape == pairs.images.shape[-2:] and (out / f"img{k}_mask.png").is_file()
+    assert main(["predict", "--modality", "mg", "--model", str(tmp_path / "nope.pt"), str(imgs[0])]) == 2
