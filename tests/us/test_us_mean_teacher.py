@@ -126,50 +126,40 @@ def test_early_stopping_counts_patience():
     assert not e.update(0.4, 3) and e.stop and e.best == 0.5 and e.best_step == 1
 
 
-def test_fit_early_stopping_stops_and_restores_the_best(tmp_path):
+def _early_stopping_run(tmp_path, s: MeanTeacher, scores: list[float], min_steps: int = 0):
+    """fit_early_stopping on 16 random crops (8 labelled), evaluations returning ``scores`` in turn;
+    returns (summary, the first weight tensor of the evaluated model at each evaluation)."""
     from breastssl.engine import TrainConfig
 
-    student = recognition()
-    s = MeanTeacher(student, cfg=MeanTeacherConfig(patience=2, rampup_steps=0))
     n = 16
     ds = CropDataset(np.random.default_rng(0).normal(size=(n, 1, 16, 16)).astype(np.float32), np.arange(n) % 2,
                      np.arange(n) < 8)  # fmt: skip
     sampler = LabelledUnlabelledBatchSampler(range(8), range(8, n), 8, seed=0)
-    scores = iter([0.6, 0.7, 0.7, 0.65, 0.9, 0.9])
-    snapshots = []
+    it, snapshots = iter(scores), []
 
     def evaluate(model):
         snapshots.append(next(iter(model.state_dict().values())).clone())
-        return next(scores)
+        return next(it)
 
     cfg = TrainConfig(steps=100, batch_size=8, optim={"name": "adam", "lr": 1e-3}, schedule={"name": "constant"},
                       out_dir=str(tmp_path), progress=False, tensorboard=False, device="cpu")  # fmt: skip
-    out = fit_early_stopping(s, ds, cfg, sampler, evaluate, eval_every=2, max_steps=40)
+    out = fit_early_stopping(s, ds, cfg, sampler, evaluate, eval_every=2, max_steps=40, min_steps=min_steps)
+    return out, snapshots
+
+
+def test_fit_early_stopping_stops_and_restores_the_best(tmp_path):
+    s = MeanTeacher(recognition(), cfg=MeanTeacherConfig(patience=2, rampup_steps=0))
+    out, snapshots = _early_stopping_run(tmp_path, s, [0.6, 0.7, 0.7, 0.65, 0.9, 0.9])
     assert out["steps"] == 8 and out["best_step"] == 4 and out["best_value"] == 0.7  # 0.7 at step 4, then 2 bad
     assert [h[0] for h in out["history"]] == [2, 4, 6, 8]
     assert torch.equal(next(iter(s.teacher.state_dict().values())), snapshots[1])
 
 
 def test_fit_early_stopping_ignores_evaluations_before_min_steps(tmp_path):
-    from breastssl.engine import TrainConfig
-
     s = MeanTeacher(recognition(), cfg=MeanTeacherConfig(patience=2, rampup_steps=6))
     assert s.cfg.first_counted_step == 6 and MeanTeacherConfig(min_steps=3).first_counted_step == 3
-    n = 16
-    ds = CropDataset(np.random.default_rng(0).normal(size=(n, 1, 16, 16)).astype(np.float32), np.arange(n) % 2,
-                     np.arange(n) < 8)  # fmt: skip
-    sampler = LabelledUnlabelledBatchSampler(range(8), range(8, n), 8, seed=0)
     # steps 2, 4 (before min_steps) score best but must not count; 6 → 0.7, 8 → 0.65, 10 → 0.6: stop at 10
-    scores = iter([0.99, 0.95, 0.7, 0.65, 0.6, 0.5])
-    snapshots = []
-
-    def evaluate(model):
-        snapshots.append(next(iter(model.state_dict().values())).clone())
-        return next(scores)
-
-    cfg = TrainConfig(steps=100, batch_size=8, optim={"name": "adam", "lr": 1e-3}, schedule={"name": "constant"},
-                      out_dir=str(tmp_path), progress=False, tensorboard=False, device="cpu")  # fmt: skip
-    out = fit_early_stopping(s, ds, cfg, sampler, evaluate, eval_every=2, max_steps=40, min_steps=6)
+    out, snapshots = _early_stopping_run(tmp_path, s, [0.99, 0.95, 0.7, 0.65, 0.6, 0.5], min_steps=6)
     assert out["steps"] == 10 and out["best_step"] == 6 and out["best_value"] == 0.7
     assert [h[0] for h in out["history"]] == [2, 4, 6, 8, 10]
     assert torch.equal(next(iter(s.teacher.state_dict().values())), snapshots[2])
