@@ -9,6 +9,8 @@ lesion). Energy of a labelling l::
 
 with P the network's probabilities, p pixel positions and I intensities (0–255 scale). Inference is
 mean field: Q ← softmax(−U − Σ_j k(i, j)·(1 − Q_j)), ``iterations`` times; the mask is Q(lesion) > 0.5.
+Each kernel is normalised symmetrically (D^{-1/2} K D^{-1/2}, pydensecrf's default), so w_g and w_b weigh
+an average neighbourhood, not a sum that grows with θ.
 
 Two backends: ``pydensecrf`` (the authors' permutohedral-lattice C++ code, ``pip install
 pydensecrf2``), used when importable, and an exact NumPy implementation that materialises the
@@ -80,6 +82,13 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
+def _normalised(k: torch.Tensor) -> torch.Tensor:
+    """D^{-1/2} K D^{-1/2} with D = row sums: pydensecrf's default NORMALIZE_SYMMETRIC (the pixel itself
+    included, as its lattice filter includes it), which makes the weights independent of the kernel's width."""
+    d = k.sum(dim=1).clamp_min(1e-20).rsqrt()
+    return k * d[:, None] * d[None, :]
+
+
 def _crf_numpy(prob: np.ndarray, image: np.ndarray, prm: CRFParams) -> np.ndarray:
     """Exact mean field on a grid of at most ``max_pixels`` pixels; returns Q(lesion) at full size (H, W)."""
     h, w = prob.shape
@@ -92,16 +101,16 @@ def _crf_numpy(prob: np.ndarray, image: np.ndarray, prm: CRFParams) -> np.ndarra
     pos = torch.from_numpy(np.stack([ys.ravel(), xs.ravel()], 1).astype(np.float32))
     inten = torch.from_numpy((np.clip(i_small, 0, 1) * 255).reshape(-1, 1).astype(np.float32))
     d_pos = torch.cdist(pos, pos).pow_(2)
-    kernel = prm.compat_gaussian * torch.exp(-d_pos / (2 * prm.sxy_gaussian**2))
     d_int = torch.cdist(inten, inten).pow_(2)
-    kernel += prm.compat_bilateral * torch.exp(-d_pos / (2 * prm.sxy_bilateral**2) - d_int / (2 * prm.srgb**2))
-    kernel.fill_diagonal_(0.0)  # a pixel sends no message to itself
+    smooth = _normalised(torch.exp(-d_pos / (2 * prm.sxy_gaussian**2)))
+    appearance = _normalised(torch.exp(-d_pos / (2 * prm.sxy_bilateral**2) - d_int / (2 * prm.srgb**2)))
+    kernel = prm.compat_gaussian * smooth + prm.compat_bilateral * appearance
     unary = torch.from_numpy(_unary(p_small).T.copy())  # (N, 2)
     q = torch.softmax(-unary, dim=1)
     for _ in range(prm.iterations):
-        msg = kernel @ q  # (N, 2): Σ_j k(i, j) Q_j(l)
-        pairwise = msg.flip(1)  # Potts: label l pays for the mass of the other label
-        q = torch.softmax(-unary - pairwise, dim=1)
+        # Potts: label l pays w·Σ_j k(i, j)·(1 − Q_j(l)); the Σ_j k(i, j) part is the same for both labels and
+        # cancels in the softmax, leaving the reward w·Σ_j k(i, j)·Q_j(l) that pydensecrf computes
+        q = torch.softmax(-unary + kernel @ q, dim=1)
     q1 = q[:, 1].reshape(gh, gw).numpy()
     return _resize(q1, (h, w)) if (gh, gw) != (h, w) else q1
 

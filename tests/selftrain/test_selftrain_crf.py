@@ -46,3 +46,13 @@ def test_degenerate_input():
         crf_mask(np.zeros((2, 8, 8)) + 0.5)
     with pytest.raises(ValueError, match="NaN"):
         crf_mask(np.full((8, 8), np.nan))
+
+
+@pytest.mark.skipif(not have_pydensecrf(), reason="pydensecrf not installed")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numpy_backend_agrees_with_pydensecrf(seed):
+    """The exact mean field against the permutohedral-lattice one: same energy, normalisation and updates."""
+    obj, image, prob = _scene(seed)
+    a = crf_mask(prob, image, CRFParams(backend="numpy"))
+    b = crf_mask(prob, image, CRFParams(backend="pydensecrf"))
+    assert (a & b).sum() / max((a | b).sum(), 1) > 0.9, ((a != b).sum(), a.sum(), b.sum())
