@@ -51,12 +51,44 @@ def _labels(
     return chosen.labels, {k: r.metrics for k, r in results.items()}
 
 
+def _cells() -> list[tuple[str, float, float, bool, bool]]:
+    """(name, full fraction, weak fraction, soft mask, soft NLP) of every cell: Table 3, Table 4, Fig. 4."""
+    cells: list[tuple[str, float, float, bool, bool]] = []
+    for f in FULL_FRACTIONS:
+        pct = int(f * 100)
+        cells += [(f"full{pct}_weak0", f, 0.0, True, True), (f"full{pct}_weak100", f, 1.0, True, True)]
+    for sm, sn in HARD_SOFT[:3]:
+        cells.append(
+            (f"full25_weak100_mask{'soft' if sm else 'hard'}_nlp{'soft' if sn else 'hard'}", 0.25, 1.0, sm, sn)
+        )
+    return cells + [(f"full25_weak{int(w * 100)}", 0.25, w, True, True) for w in WEAK_FRACTIONS[1:4]]
+
+
+def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell over seeds: mean sensitivities (+ SDs), the first seed's curve and mining log, every seed's row."""
+    first = runs[0]
+    if len(runs) == 1:
+        return first
+    means = np.array([r["mean"] for r in runs])
+    sens = {k: float(np.mean([r["sens"][k] for r in runs])) for k in first["sens"]}
+    sens_sd = {k: float(np.std([r["sens"][k] for r in runs], ddof=1)) for k in first["sens"]}
+    per = [{"seed": r["seed"], "mean": r["mean"], "sens": r["sens"]} for r in runs]
+    return {**first, "mean": float(means.mean()), "mean_sd": float(means.std(ddof=1)), "sens": sens,
+            "sens_sd": sens_sd, "n_seeds": len(runs), "per_seed": per}  # fmt: skip
+
+
 def run_experiment(
     data: Path, out: Path, labeller: str = "tfidf", size: tuple[int, int] = (96, 64), seed: int = 0,
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
-    rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4,
+    rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4, seeds: list[int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run every cell (or those whose name contains ``only``); write results.json and report.html."""
+    """Run every cell (or those whose name contains ``only``) for every seed; write results.json and report.html.
+
+    ``seed`` fixes the data split of the report labeller (trained once); each of ``seeds`` (default: [seed])
+    draws its own nested subsets and initialises its own image models. Without ``seeds``: runs in
+    ``runs/NAME``; with: ``runs/seedS/NAME``, and with several every cell of results.json holds the mean
+    over seeds (``mean_sd``, ``sens_sd``, ``per_seed``; the curve and mining log of the first seed).
+    """
     import torch
 
     from ..data.mammo_pairs import load_pairs
@@ -76,41 +108,40 @@ def run_experiment(
     soft = t["soft_label"].to_numpy(float)[train_idx]
     tt = train.table
     exams = tt.groupby("exam_id").agg(positive=("has_lesion", "any"), annotation=("annotation", "first")).reset_index()
-    full_sets = nested_exams(exams[exams.annotation == "full"], FULL_FRACTIONS, seed)
-    weak_sets = nested_exams(exams[exams.annotation != "full"], WEAK_FRACTIONS, seed + 1)
-    cells: list[tuple[str, float, float, bool, bool]] = []
-    for f in FULL_FRACTIONS:
-        cells += [
-            (f"full{int(f * 100)}_weak0", f, 0.0, True, True),
-            (f"full{int(f * 100)}_weak100", f, 1.0, True, True),
-        ]
-    for sm, sn in HARD_SOFT[:3]:
-        cells.append(
-            (f"full25_weak100_mask{'soft' if sm else 'hard'}_nlp{'soft' if sn else 'hard'}", 0.25, 1.0, sm, sn)
-        )
-    cells += [(f"full25_weak{int(w * 100)}", 0.25, w, True, True) for w in WEAK_FRACTIONS[1:4]]
-    results: dict[str, Any] = {}
-    for name, ff, wf, sm, sn in cells:
-        if only and only not in name:
-            continue
-        full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
-        weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
-        cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
-                                 p0_every=p0_every, soft_mask=sm, soft_nlp=sn)  # fmt: skip
-        spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=seed)
-        log(f"run {name}: {len(full_idx)} full + {len(weak_idx)} weak images")
-        results[name] = run_self_training(spec, train, soft, test, out / "runs" / name)
-        log(f"  mean sensitivity {results[name]['mean']:.3f}")
+    cells = _cells()
+    nested = bool(seeds)  # --seeds given: runs/seedS/NAME, whatever the number of seeds
+    seeds = list(seeds) if seeds else [seed]
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    for s in seeds:
+        full_sets = nested_exams(exams[exams.annotation == "full"], FULL_FRACTIONS, s)
+        weak_sets = nested_exams(exams[exams.annotation != "full"], WEAK_FRACTIONS, s + 1)
+        runs_dir = out / "runs" / f"seed{s}" if nested else out / "runs"
+        for name, ff, wf, sm, sn in cells:
+            if only and only not in name:
+                continue
+            full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
+            weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
+            cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
+                                     p0_every=p0_every, soft_mask=sm, soft_nlp=sn)  # fmt: skip
+            spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
+            log(f"seed {s} run {name}: {len(full_idx)} full + {len(weak_idx)} weak images")
+            res = run_self_training(spec, train, soft, test, runs_dir / name)
+            per_seed.setdefault(name, []).append({"seed": s, **res})
+            log(f"  mean sensitivity {res['mean']:.3f}")
+    results = {name: _over_seeds(rs) for name, rs in per_seed.items()}
     summary = {"nlp": nlp_metrics, "runs": results, "settings": {"size": list(size), "labeller": labeller,
                "steps_per_epoch": steps_per_epoch, "stage1_epochs": stage1_epochs, "round_epochs": round_epochs,
-               "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs}}  # fmt: skip
+               "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs,
+               "seeds": seeds}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "report.html").write_text(render_report(summary), encoding="utf-8")
     return summary
 
 
 def _row(name: str, r: dict[str, Any], *lead: object) -> list[object]:
-    return [*lead, *(r["sens"][k] for k in ("0.1", "0.2", "0.5", "1")), r["mean"]]
+    """Sensitivity at 0.1/0.2/0.5/1 FPPI and the mean; ``mean ± SD`` over seeds when there are several."""
+    mean = f"{r['mean']:.3f} ± {r['mean_sd']:.3f}" if "mean_sd" in r else r["mean"]
+    return [*lead, *(r["sens"][k] for k in ("0.1", "0.2", "0.5", "1")), mean]
 
 
 def render_report(summary: dict[str, Any]) -> str:
@@ -162,6 +193,15 @@ def render_report(summary: dict[str, Any]) -> str:
     return page("Self-training with report soft labels (seed 002) — synthetic mammography", meta, sections)
 
 
+def _parse_seeds(text: str) -> list[int] | None:
+    from ..errors import UserError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()] or None
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give integers separated by commas, e.g. 0,1,2") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add ``mammo-self-training`` to the ``experiment`` sub-app."""
 
@@ -178,6 +218,7 @@ def register(app: typer.Typer) -> None:
         p0_every: int = typer.Option(2, "--p0-every"),
         only: str = typer.Option("", "--only", help="run only cells whose name contains this"),
         nlp_epochs: int = typer.Option(4, "--nlp-epochs", min=1, help="fine-tuning epochs of a transformer labeller"),
+        seeds: str = typer.Option("", "--seeds", help="image-model seeds, e.g. 0,1,2 (default: --seed); mean ± SD"),
     ) -> None:  # fmt: skip
         """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports."""
         from ..commands.common import console
@@ -191,5 +232,6 @@ def register(app: typer.Typer) -> None:
         res = run_experiment(
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
             round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
+            seeds=_parse_seeds(seeds),
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")
