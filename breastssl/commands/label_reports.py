@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         max_length: int = typer.Option(192, "--max-length", min=16),
         work_dir: Path | None = typer.Option(None, "--work-dir", help="fold checkpoints (default: next to --out)"),
         seed: int = typer.Option(0, "--seed"),
+        whole_report: bool = typer.Option(
+            False, "--whole-report", help="each side reads the whole report (default: only sentences that can "
+            "concern that side, i.e. not those naming only the other side)",
+        ),
         overwrite: bool = OverwriteOpt,
     ) -> None:  # fmt: skip
         """Fine-tune a text model on labelled reports (k-fold, per side) and write one soft label per exam × side."""
@@ -42,7 +46,7 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"{out} exists: pass --overwrite to replace it")
         if not manifest.is_file():
             raise UserError(f"manifest {manifest} not found")
-        ex = report_examples(read_table(manifest), manifest.parent, label_column)
+        ex = report_examples(read_table(manifest), manifest.parent, label_column, focus_side=not whole_report)
         train = (ex["annotation"] == train_annotation).to_numpy() if train_annotation else None
         if model == "tfidf":
             make = lambda f, s: TfidfLabeller(seed=seed)  # noqa: E731

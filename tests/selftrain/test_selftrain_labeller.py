@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -105,3 +106,19 @@ def test_minilm_loads_offline_embeds_and_takes_one_fine_tuning_step(tmp_path):
     assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2  # [CLS] description [SEP] impression [SEP]
     lab.save(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_label_reports_cli(tmp_path, whole):
+    from breastssl.cli import main
+
+    _fixture(tmp_path).to_csv(tmp_path / "manifest.csv", index=False)
+    out = tmp_path / "labels.csv"
+    args = ["label-reports", str(tmp_path / "manifest.csv"), "--out", str(out), "--model", "tfidf"]
+    args += ["--whole-report"] if whole else []
+    assert main(args) == 0
+    labels = pd.read_csv(out)
+    assert len(labels) == 128 and labels["soft_label"].between(0, 1).all()
+    metrics = json.loads((tmp_path / "labels_folds" / "metrics.json").read_text())
+    assert metrics["L"]["heldout"]["accuracy"] >= 0.9 and metrics["R"]["heldout"]["accuracy"] >= 0.9
+    assert main(args) == 2  # the output exists: --overwrite needed
