@@ -64,6 +64,12 @@ def _cells() -> list[tuple[str, float, float, bool, bool]]:
     return cells + [(f"full25_weak{int(w * 100)}", 0.25, w, True, True) for w in WEAK_FRACTIONS[1:4]]
 
 
+def _selected(name: str, only: str) -> bool:
+    """``only``: comma-separated patterns; a cell runs if a pattern is in its name (``NAME$``: is its name)."""
+    pats = [p.strip() for p in only.split(",") if p.strip()]
+    return any(name == p[:-1] if p.endswith("$") else p in name for p in pats)
+
+
 def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One cell over seeds: mean sensitivities (+ SDs), the first seed's curve and mining log, every seed's row."""
     first = runs[0]
@@ -81,8 +87,10 @@ def run_experiment(
     data: Path, out: Path, labeller: str = "tfidf", size: tuple[int, int] = (96, 64), seed: int = 0,
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
     rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4, seeds: list[int] | None = None,
+    full_share: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run every cell (or those whose name contains ``only``) for every seed; write results.json and report.html.
+    """Run every cell (or those ``only`` selects, see :func:`_selected`) for every seed; write results.json and
+    report.html.
 
     ``seed`` fixes the data split of the report labeller (trained once); each of ``seeds`` (default: [seed])
     draws its own nested subsets and initialises its own image models. Without ``seeds``: runs in
@@ -117,12 +125,12 @@ def run_experiment(
         weak_sets = nested_exams(exams[exams.annotation != "full"], WEAK_FRACTIONS, s + 1)
         runs_dir = out / "runs" / f"seed{s}" if nested else out / "runs"
         for name, ff, wf, sm, sn in cells:
-            if only and only not in name:
+            if only and not _selected(name, only):
                 continue
             full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
             weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
             cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
-                                     p0_every=p0_every, soft_mask=sm, soft_nlp=sn)  # fmt: skip
+                                     p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=full_share)  # fmt: skip
             spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
             log(f"seed {s} run {name}: {len(full_idx)} full + {len(weak_idx)} weak images")
             res = run_self_training(spec, train, soft, test, runs_dir / name)
@@ -132,7 +140,7 @@ def run_experiment(
     summary = {"nlp": nlp_metrics, "runs": results, "settings": {"size": list(size), "labeller": labeller,
                "steps_per_epoch": steps_per_epoch, "stage1_epochs": stage1_epochs, "round_epochs": round_epochs,
                "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs,
-               "seeds": seeds}}  # fmt: skip
+               "seeds": seeds, "full_share": full_share}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "report.html").write_text(render_report(summary), encoding="utf-8")
     return summary
@@ -216,9 +224,11 @@ def register(app: typer.Typer) -> None:
         stage1_epochs: int = typer.Option(16, "--stage1-epochs"),
         round_epochs: int = typer.Option(4, "--round-epochs"),
         p0_every: int = typer.Option(2, "--p0-every"),
-        only: str = typer.Option("", "--only", help="run only cells whose name contains this"),
+        only: str = typer.Option("", "--only", help="run only cells matching: comma-separated substrings, NAME$ exact"),
         nlp_epochs: int = typer.Option(4, "--nlp-epochs", min=1, help="fine-tuning epochs of a transformer labeller"),
         seeds: str = typer.Option("", "--seeds", help="image-model seeds, e.g. 0,1,2 (default: --seed); mean ± SD"),
+        full_share: float | None = typer.Option(None, "--full-share", min=0.01, max=1.0,
+                                         help="share of each batch's positives/negatives from fully labelled images"),
     ) -> None:  # fmt: skip
         """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports."""
         from ..commands.common import console
@@ -232,6 +242,6 @@ def register(app: typer.Typer) -> None:
         res = run_experiment(
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
             round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
-            seeds=_parse_seeds(seeds),
+            seeds=_parse_seeds(seeds), full_share=full_share,
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")

@@ -80,6 +80,10 @@ class SelfTrainingConfig(Section):
     p0_step: float = Field(0.1, ge=0)
     p0_every: int = Field(5, ge=1, description="epochs between p0 decreases (and table rebuilds)")
     pos_fraction: float = Field(1 / 6, gt=0, lt=1, description="positives per batch (1:5)")
+    full_share: float | None = Field(
+        None, gt=0, le=1, description="share of each batch's positives and of its negatives drawn from the fully "
+        "labelled images; None: drawn uniformly from the pooled full + mined weak images (the paper is silent)",
+    )  # fmt: skip
     soft_mask: bool = Field(True, description="False: CRF binary masks as L_seg^W targets (hard-label ablation)")
     soft_nlp: bool = Field(True, description="False: NLP labels thresholded at 0.5 (hard-label ablation)")
     score_batch_size: int = Field(32, ge=1)

@@ -166,10 +166,11 @@ class PosNegSampler:
         batches_per_epoch: int,
         pos_fraction: float = 1 / 6,
         seed: int = 0,
+        full_share: float | None = None,
     ) -> None:
         self.data, self.batch_size, self.batches = data, batch_size, batches_per_epoch
         self.n_pos = max(1, round(batch_size * pos_fraction))
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.full_share = seed, 0, full_share
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -177,15 +178,25 @@ class PosNegSampler:
     def __len__(self) -> int:
         return self.batches
 
+    def _draw(self, pool: np.ndarray, n: int, g: torch.Generator) -> list[int]:
+        """n indices of ``pool`` with replacement; with ``full_share``, round(share·n) of them from its full images."""
+        if n == 0 or len(pool) == 0:
+            return []
+        if self.full_share is not None:
+            full, weak = pool[self.data.is_full[pool]], pool[~self.data.is_full[pool]]
+            if len(full) and len(weak):
+                n_full = round(self.full_share * n)
+                return self._uniform(full, n_full, g) + self._uniform(weak, n - n_full, g)
+        return self._uniform(pool, n, g)
+
+    @staticmethod
+    def _uniform(pool: np.ndarray, n: int, g: torch.Generator) -> list[int]:
+        return pool[torch.randint(len(pool), (n,), generator=g).numpy()].tolist() if n else []
+
     def __iter__(self) -> Iterator[list[int]]:
         for b in range(self.batches):
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + b)
             pos, neg = self.data.positives(), self.data.negatives()
             n_pos = self.n_pos if len(neg) else self.batch_size
             n_pos = n_pos if len(pos) else 0
-            pick = []
-            if n_pos:
-                pick += pos[torch.randint(len(pos), (n_pos,), generator=g).numpy()].tolist()
-            if self.batch_size - n_pos:
-                pick += neg[torch.randint(len(neg), (self.batch_size - n_pos,), generator=g).numpy()].tolist()
-            yield pick
+            yield self._draw(pos, n_pos, g) + self._draw(neg, self.batch_size - n_pos, g)

@@ -91,7 +91,8 @@ def run_self_training(
         tensorboard=False,
         progress=progress,
     )
-    sampler = PosNegSampler(data, spec.batch_size, spec.steps_per_epoch, spec.strategy.pos_fraction, spec.seed)
+    sampler = PosNegSampler(data, spec.batch_size, spec.steps_per_epoch, spec.strategy.pos_fraction, spec.seed,
+                            spec.strategy.full_share)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     size = list(train.images.shape[-2:])
     (out / "model.json").write_text(json.dumps({"name": "bilateral_two_view", "kwargs": spec.model, "size": size}))

@@ -31,3 +31,16 @@ def test_experiment_two_seeds_mean_and_reuse(tmp_path):
     assert main(args) == 0
     assert (out / "runs" / "seed0" / "full25_weak100" / "metrics.json").stat().st_mtime_ns == stamp
     assert main([*args[:-2], "--seeds", "0,x"]) == 2
+
+
+def test_only_patterns():
+    from breastssl.experiments.mammo_self_training import _selected
+
+    assert _selected("full25_weak100", "full25_weak100$") and not _selected(
+        "full25_weak100_maskhard_nlphard", "full25_weak100$"
+    )
+    assert (
+        _selected("full100_weak0", "full1")
+        and _selected("full50_weak0", "full1, full50")
+        and not _selected("full50_weak0", "full25")
+    )

@@ -83,3 +83,19 @@ def test_batches_are_one_positive_to_five_negatives_and_reproducible():
     assert batches == list(sampler)
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+def test_full_share_keeps_the_fully_labelled_images_in_every_batch():
+    data = _toy(n_full_pos=2, n_full_neg=4, n_weak=30)
+    weak = data.weak_index
+    data.roles[weak] = np.r_[np.full(20, FN), np.full(10, FP)]  # weak images crowd both pools
+    full = set(np.flatnonzero(data.is_full).tolist())
+    pos = set(data.positives().tolist())
+    uniform = list(PosNegSampler(data, batch_size=12, batches_per_epoch=40, seed=0))
+    shared = list(PosNegSampler(data, batch_size=12, batches_per_epoch=40, seed=0, full_share=0.5))
+    for b in shared:  # 2 positives → 1 full + 1 weak; 10 negatives → 5 full + 5 weak
+        assert sum(i in pos and i in full for i in b) == 1 and sum(i not in pos and i in full for i in b) == 5
+    n_full_uniform = sum(i in full for b in uniform for i in b)
+    assert n_full_uniform < sum(i in full for b in shared for i in b) == 6 * 40
+    # default: the pooled draw, unchanged (same batches as without the option)
+    assert uniform == list(PosNegSampler(data, batch_size=12, batches_per_epoch=40, seed=0, full_share=None))
