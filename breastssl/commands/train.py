@@ -66,6 +66,7 @@ def _read_data(cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, Path]:
 def _teacher_scores(strategy: Any, table: pd.DataFrame, store: Any, cfg: Any, ctx: Any, out_dir: Path) -> pd.DataFrame:
     """Teacher scores of every slice of the stacks holding pool slices: computed once, then read back."""
     from ..data.dbt_slices import score_slices
+    from ..data.prior import shift_probabilities
     from ..data.sampling import POOL_ROLES
     from ..data.schema import write_table
     from ..engine import barrier
@@ -73,11 +74,18 @@ def _teacher_scores(strategy: Any, table: pd.DataFrame, store: Any, cfg: Any, ct
 
     ids = sorted(table.loc[table["role"].isin(POOL_ROLES), "image_id"].unique())
     path = out_dir / TEACHER_SCORES
+    shift = float(strategy.teacher_logit_shift)
     if path.is_file():  # a resumed run selects exactly the slices it selected before
         cached = pd.read_csv(path, dtype={"image_id": str})
-        if set(ids) <= set(cached["image_id"]):
+        if set(ids) <= set(cached["image_id"]) and "score_raw" in cached:
+            if not math.isclose(float(cached["logit_shift"].iloc[0]), shift):  # calibration toggled: re-derive
+                cached["score"], cached["logit_shift"] = shift_probabilities(cached["score_raw"], shift), shift
             return cached
     scores = score_slices(strategy.teacher, store, ids, cfg.strategy.score_batch_size, ctx.device, ctx)
+    # score_raw: the teacher as trained; score: prior-corrected (what T thresholds, data/prior.py)
+    scores = scores.rename(columns={"score": "score_raw"})
+    scores["score"] = shift_probabilities(scores["score_raw"].to_numpy(), shift)
+    scores["logit_shift"] = shift
     if ctx.is_main:
         with atomic_file(path) as tmp:
             write_table(scores, tmp)  # a suffix-less temporary name: written as CSV
@@ -124,8 +132,10 @@ def evaluate_split(slice_scores: pd.DataFrame, manifest: pd.DataFrame, cfg: Any)
 def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
     """Train, checkpoint, score the test split; returns the metrics dict (also in ``metrics.json``)."""
     from ..data.dbt_slices import SliceDataset, StackStore, score_slices
+    from ..data.prior import prior_shift, write_calibration
     from ..data.sampling import ComposedBatchSampler, slice_table
     from ..data.schema import write_table
+    from ..data.selection import selection_sweep
     from ..engine import barrier, fit, init_distributed
     from ..fsutil import atomic_file
     from ..models import build_model
@@ -150,6 +160,10 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         except RuntimeError as exc:
             raise ConfigError(f"student_init=teacher needs the teacher's architecture: {exc}") from None
     strategy = create_strategy(cfg.strategy.name, student, teacher if cls.uses_teacher else None, cfg.strategy)
+    if cls.uses_teacher and cfg.strategy.calibrate:
+        from ..data.prior import read_logit_shift, run_dir_of
+
+        strategy.teacher_logit_shift = read_logit_shift(run_dir_of(Path(cfg.strategy.teacher_checkpoint)))
 
     size = tuple(cfg.data.image_size)
     store = StackStore(manifest, root, size, lesions, cfg.data.pos_halfwidth, cfg.data.cache_mb)
@@ -158,7 +172,7 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         raise DataError(f"{cfg.data.manifest}: no rows in split {cfg.data.train_split!r}")
     table = slice_table(
         train_rows, lesions, weak_labels=cls.weak_labels, neg_stride=cfg.data.neg_stride,
-        pos_halfwidth=cfg.data.pos_halfwidth,
+        pos_halfwidth=cfg.data.pos_halfwidth, weak_negatives=cfg.strategy.weak_negatives,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = _teacher_scores(strategy, table, store, cfg, ctx, out_dir) if cls.selective else None
@@ -170,6 +184,13 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         plan["group"], cfg.train.batch_size, cfg.strategy.composition, seed=cfg.train.seed, rank=ctx.rank,
         world_size=ctx.world_size, positive=(plan["role"] == "annotated_pos").to_numpy(),
     )  # fmt: skip
+    calibration = prior_shift(plan, sampler.members, sampler.counts)
+    sweep = selection_sweep(table, scores, lesions, halfwidth=cfg.data.pos_halfwidth) if scores is not None else None
+    if ctx.is_main:
+        write_calibration(out_dir, calibration)
+        if sweep is not None:
+            with atomic_file(out_dir / "selection_sweep.csv") as tmp:
+                sweep.to_csv(tmp, index=False)
     dataset = SliceDataset(plan, store, cfg.data.augment, seed=cfg.train.seed)
     result = fit(student, strategy, dataset, cfg.train, batch_sampler=sampler, run_config=cfg, dist_ctx=ctx)
 
@@ -181,7 +202,8 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         console.print(f"[yellow]no rows in test split {cfg.data.test_split!r}: no test predictions or AUC")
     else:
         slice_scores = score_slices(student, store, test_rows["image_id"].astype(str).tolist(),
-                                    cfg.strategy.score_batch_size, ctx.device, ctx)  # fmt: skip
+                                    cfg.strategy.score_batch_size, ctx.device, ctx,
+                                    logit_shift=calibration["logit_shift"])  # fmt: skip
         preds, metrics = evaluate_split(slice_scores, test_rows, cfg)
     groups = plan["group"].value_counts().to_dict()
     summary = {
@@ -189,7 +211,11 @@ def run_train(cfg: Any, quiet: bool = False) -> dict[str, Any]:
         "steps": result.step,
         "checkpoint": str(result.checkpoint) if result.checkpoint else None,
         "train_slices": {str(k): int(v) for k, v in groups.items()},
+        "selected_pool": int((plan["role"].isin(("weak_pos", "unannotated"))).sum()),
         "composition": sampler.counts,
+        "composition_mode": cfg.strategy.composition.mode,
+        "student_init": cfg.strategy.student_init,
+        "calibration": calibration,
         "primary_level": cfg.eval.level,
         "auc": metrics[cfg.eval.level]["overall"]["auc"],
         "levels": metrics,

@@ -208,8 +208,12 @@ class SliceDataset(Dataset):
 
 
 @torch.inference_mode()
-def stack_scores(model: Any, stack: np.ndarray, batch_size: int, device: torch.device | str) -> Tensor:
-    """(D, H, W) slices → (D,) sigmoid scores on the CPU, ``batch_size`` slices per forward.
+def stack_scores(
+    model: Any, stack: np.ndarray, batch_size: int, device: torch.device | str, logit_shift: float = 0.0
+) -> Tensor:
+    """(D, H, W) slices → (D,) scores σ(logit + logit_shift) on the CPU, ``batch_size`` slices per forward.
+
+    ``logit_shift`` is a run's prior correction (``data/prior.py``; 0 = the scores as trained).
 
     The one scoring kernel of training (``score_slices``) and ``breastssl predict``, so both give the same
     bits. A model with ``classify`` is scored without its segmentation decoder (~6× at 80×64); outputs may
@@ -224,7 +228,7 @@ def stack_scores(model: Any, stack: np.ndarray, batch_size: int, device: torch.d
         logits = logits if isinstance(logits, Tensor) else torch.as_tensor(np.asarray(logits))
         if logits.numel() != x.shape[0]:
             raise DataError(f"the model gives {tuple(logits.shape)} logits for {x.shape[0]} slices; DBT needs one each")
-        out[start : start + x.shape[0]] = torch.sigmoid(logits.float()).reshape(-1).cpu()
+        out[start : start + x.shape[0]] = torch.sigmoid(logits.float() + logit_shift).reshape(-1).cpu()
     return out
 
 
@@ -236,8 +240,11 @@ def score_slices(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     ctx: Any = None,
+    logit_shift: float = 0.0,
 ) -> pd.DataFrame:
     """Sigmoid scores of every slice of ``image_ids`` on NON-augmented slices: columns image_id, slice, score.
+
+    ``logit_shift`` is added to every logit first (the prior correction of ``data/prior.py``).
 
     Sharded over ranks by stack (``shard_range``) and gathered in rank order (``gather_variable``), so
     every rank returns the whole table. Memory stays flat as the pool grows: one stack at a time
@@ -258,7 +265,7 @@ def score_slices(
         stack = store.stack(ids[k])
         if stack.shape[0] != depths[k]:
             raise DataError(f"{ids[k]}: the stack has {stack.shape[0]} slices, the manifest says n_slices={depths[k]}")
-        local[pos : pos + stack.shape[0]] = stack_scores(model, stack, batch_size, ctx.device)
+        local[pos : pos + stack.shape[0]] = stack_scores(model, stack, batch_size, ctx.device, logit_shift)
         pos += stack.shape[0]
     scores = gather_variable(local.to(ctx.device), ctx).cpu().numpy()
     model.train(was_training)

@@ -5,14 +5,21 @@ Roles of a slice in :func:`slice_table`:
 - ``annotated_pos``: key slice ± ``pos_halfwidth`` of a malignant lesion in a fully annotated cancer stack;
   label 1, its lesion mask supervises the segmentation head.
 - ``annotated_neg``: every ``neg_stride``-th slice of a fully annotated cancer-negative stack; label 0,
-  empty mask. With ``weak_labels`` (the * settings) a weakly labelled cancer-negative breast counts
-  the same way (paper §2.1: every slice of a confirmed negative breast is negative).
+  empty mask. With ``weak_labels`` (the * settings) a weakly labelled (``annotation=weak``)
+  cancer-negative breast counts the same way (paper §2.1: every slice of a confirmed negative breast
+  is negative).
 - ``weak_pos`` (* settings only): every slice of a cancer-positive breast without a slice label, i.e.
-  weak stacks of cancer breasts and the non-key slices of annotated cancer stacks; y_breast = 1.
-- ``unannotated``: without weak labels, every slice that carries no slice label: all slices of weak
-  and unannotated stacks, and the non-key slices of annotated cancer stacks. With ``weak_labels``
-  only stacks without any breast label remain here, and they are left out of training (selection
-  then runs only inside cancer-positive breasts, and T = 0.1 is meant for those).
+  ``annotation=weak`` stacks of cancer breasts and the non-key slices of annotated cancer stacks;
+  y_breast = 1.
+- ``unannotated``: without weak labels, every slice that carries no slice label: all slices of weak,
+  report and unannotated stacks, and the non-key slices of annotated cancer stacks. With
+  ``weak_labels`` the stacks without a usable breast label (``report``, ``none``, ``weak`` with an
+  ``unknown`` label) are left out of training (selection then runs only inside cancer-positive
+  breasts, and T = 0.1 is meant for those).
+
+Only ``annotation=weak`` rows give a breast label (DESIGN §3): a ``none`` or ``report`` row's
+``breast_label`` is never read, so outcomes filled in for every row of a hospital manifest cannot leak
+into training. An ``annotation=full`` row needs a known breast label (cancer, benign or normal).
 
 :func:`training_table` turns roles, a strategy's choices and the teacher's selection into the
 per-slice flags of the loss (``sup_cls``, ``sup_seg``, ``kd``) and a batch ``group``.
@@ -43,12 +50,17 @@ def slice_table(
     weak_labels: bool,
     neg_stride: int = 2,
     pos_halfwidth: int = 1,
+    weak_negatives: str = "negative",
 ) -> pd.DataFrame:
     """One row per candidate slice: image_id, exam_id, laterality, vendor, slice, role, label (NaN = none).
 
     manifest: DBT rows (``n_slices``, ``annotation``, ``breast_label``); lesions: key slices (``slice``)
-    and ``lesion_class`` of the annotated stacks.
+    and ``lesion_class`` of the annotated stacks. weak_negatives (with ``weak_labels``): ``negative`` = a
+    weakly labelled cancer-negative breast is an annotated negative stack (the paper); ``kd`` = its slices
+    are pool slices (``unannotated``: KD only, or selected), a one-change ablation of that rule.
     """
+    if weak_negatives not in {"negative", "kd"}:
+        raise ValueError(f"weak_negatives must be 'negative' or 'kd', got {weak_negatives!r}")
     if neg_stride < 1 or pos_halfwidth < 0:
         raise ValueError(f"neg_stride must be >= 1 and pos_halfwidth >= 0, got {neg_stride}, {pos_halfwidth}")
     keys: dict[str, set[int]] = {}
@@ -62,6 +74,11 @@ def slice_table(
         annotation, label = str(row["annotation"]), str(row["breast_label"])
         z = np.arange(n)
         role = np.full(n, "", dtype=object)
+        # a breast label trains only from an annotation=weak row (DESIGN §3): none/report rows never give one,
+        # whatever their breast_label column holds (a hospital manifest may carry outcomes for every row)
+        weak_label = weak_labels and annotation == "weak"
+        if annotation == "full" and label not in {"cancer", "benign", "normal"}:
+            raise DataError(f"{image_id}: annotation=full needs breast_label cancer, benign or normal, got {label!r}")
         if annotation == "full" and label == "cancer":
             near = {k + d for k in keys.get(image_id, ()) for d in range(-pos_halfwidth, pos_halfwidth + 1)}
             if not near:
@@ -69,12 +86,14 @@ def slice_table(
             is_pos = np.isin(z, sorted(near))
             role[is_pos] = "annotated_pos"
             role[~is_pos] = "weak_pos" if weak_labels else "unannotated"
-        elif annotation == "full" or (weak_labels and label in {"benign", "normal"}):
+        elif weak_label and label in {"benign", "normal"} and weak_negatives == "kd":
+            role[:] = "unannotated"
+        elif annotation == "full" or (weak_label and label in {"benign", "normal"}):
             role[z % neg_stride == 0] = "annotated_neg"
-        elif weak_labels and label == "cancer":
+        elif weak_label and label == "cancer":
             role[:] = "weak_pos"
         elif not weak_labels:
-            role[:] = "unannotated"
+            role[:] = "unannotated"  # no slice label: every slice is a pool slice for KD / selection
         keep = role != ""
         labels = np.where(role == "annotated_pos", 1.0, np.where(role == "annotated_neg", 0.0, np.nan))
         labels = np.where(role == "weak_pos", 1.0, labels)  # y_breast of a cancer-positive breast
@@ -142,11 +161,18 @@ class CompositionConfig(Section):
     """How a batch is split between annotated, weak (breast label supervised) and KD-only slices.
 
     ``fixed`` (default): each batch holds these fractions of each group (renormalised over the groups
-    that exist); an epoch is one pass over the annotated slices. ``uniform``: the paper's literal
-    reading, slices drawn uniformly from the union, so the pool's size sets the mix.
+    that exist), whatever a group's size; an epoch is one pass over the annotated slices.
+    ``capped``: the fixed fractions, but a pool group (weak, KD-only) never gets a larger share than its
+    size relative to the annotated group warrants (``annotated × size_g / size_annotated``), so a pool of
+    189 selected slices is not seen 90 times while each annotated slice is seen a few times.
+    ``proportional``: each group's share is its size (annotated positives still get
+    ``positive_fraction`` of the annotated slots). ``uniform``: the paper's literal reading, slices drawn
+    uniformly from the union, so the pool's size sets the mix and no positive oversampling applies.
+    Which one a setting uses is a choice made on the validation split (``experiment dbt-selectivekd``'s
+    ``tune`` stage).
     """
 
-    mode: str = Field("fixed", pattern="^(fixed|uniform)$")
+    mode: str = Field("fixed", pattern="^(fixed|capped|proportional|uniform)$")
     annotated: float = Field(0.5, ge=0)
     weak: float = Field(0.25, ge=0)
     kd_only: float = Field(0.25, ge=0)
@@ -159,13 +185,33 @@ class CompositionConfig(Section):
     )
 
 
+def group_weights(sizes: dict[str, int], cfg: CompositionConfig) -> dict[str, float]:
+    """Unnormalised batch share of each non-empty group under ``cfg.mode`` (see :class:`CompositionConfig`)."""
+    present = [g for g in GROUPS if sizes.get(g, 0) > 0]
+    if cfg.mode == "proportional":
+        return {g: float(sizes[g]) for g in present}
+    weights = {g: float(getattr(cfg, g)) for g in present}
+    if cfg.mode == "capped" and sizes.get("annotated", 0) > 0:
+        per_slice = weights["annotated"] / sizes["annotated"]  # the annotated group's share per slice
+        for g in present:
+            if g != "annotated":
+                weights[g] = min(weights[g], per_slice * sizes[g])
+    return weights
+
+
 def group_counts(sizes: dict[str, int], batch_size: int, cfg: CompositionConfig) -> dict[str, int]:
-    """Slices per batch from each non-empty group: fractions renormalised, rounded, summing to batch_size."""
-    weights = {g: getattr(cfg, g) for g in GROUPS if sizes.get(g, 0) > 0 and getattr(cfg, g) > 0}
+    """Slices per batch from each non-empty group: shares renormalised, rounded, summing to batch_size.
+
+    A group whose share rounds to zero slots still gets one when its weight is positive, so a small
+    selected pool is sampled rather than silently dropped.
+    """
+    weights = {g: w for g, w in group_weights(sizes, cfg).items() if w > 0}
     if not weights:
         raise DataError(f"no slice to train on: group sizes {sizes}, composition {cfg.model_dump()}")
     total = sum(weights.values())
-    counts = {g: int(np.floor(batch_size * w / total)) for g, w in weights.items()}
+    counts = {g: max(int(np.floor(batch_size * w / total)), 1) for g, w in weights.items()}
+    while sum(counts.values()) > batch_size:  # the minimum of one slot came out of the largest share
+        counts[max(counts, key=counts.get)] -= 1
     for g in sorted(weights, key=lambda g: -weights[g])[: batch_size - sum(counts.values())]:
         counts[g] += 1  # the remainder goes to the largest shares
     return {g: c for g, c in counts.items() if c > 0}
@@ -201,7 +247,8 @@ class ComposedBatchSampler:
         sizes = {g: len(m) for g, m in self.members.items()}
         uniform_cfg = CompositionConfig(annotated=1.0, weak=0.0, kd_only=0.0)
         self.counts = group_counts(sizes, batch_size, uniform_cfg if cfg.mode == "uniform" else cfg)
-        if cfg.positive_fraction is not None and positive is not None and "annotated" in self.counts:
+        oversample = cfg.positive_fraction is not None and cfg.mode != "uniform"
+        if oversample and positive is not None and "annotated" in self.counts:
             self._split_positives(np.asarray(positive, dtype=bool), cfg.positive_fraction)
             sizes = {g: len(m) for g, m in self.members.items()}
         lead = "annotated" if "annotated" in self.counts else max(self.counts, key=lambda g: sizes[g])

@@ -112,15 +112,18 @@ def _recipe_lines(recipe: Any) -> list[str]:
 
 def _claims_html(claims: list[dict[str, Any]]) -> str:
     mark = {True: "holds", False: "does NOT hold", None: "n/a"}
-    return table(["paper's claim", "here", "figures (mean AUC over seeds)"],
+    return table(["paper's claim", "here", "figures"],
                  [[c["claim"], mark[c["holds"]], c["figures"]] for c in claims])  # fmt: skip
 
 
 def table1_html(cfg: Any, recipe: Any, res: dict[str, Any]) -> str:
     """The Table-1 report."""
     summ, aucs, tests = res["summary"], res["aucs"], res["tests"]
+    from ._dbt_report_power import power_sections
+
     sections = [
-        ("The paper's claims", _claims_html(res["claims"])),
+        ("The paper's claims (decided on the paired ΔAUC CI over seeds × test cases)", _claims_html(res["claims"])),
+        *(power_sections(cfg, res) if "effects" in res else []),
         (f"{cfg.level}-level AUC, mean ± SD over seeds {cfg.seeds}", _summary_table(summ)
          + f"<div class='figs'><img src='data:image/png;base64,{_bar_png(summ, 'AUC per vendor')}' width='720'></div>"),
         ("Paired comparisons", _pairs_table(tests)),
@@ -130,6 +133,8 @@ def table1_html(cfg: Any, recipe: Any, res: dict[str, Any]) -> str:
                          _ci_table(res["ensemble_aucs"], res["ensemble_tests"], "ensemble")))  # fmt: skip
     for seed in cfg.seeds:
         sections.append((f"Seed {seed}: AUC [DeLong 95% CI], p vs Baseline", _ci_table(aucs, tests, seed)))
+    for ab in getattr(cfg, "ablations", []):
+        sections.append((f"Ablation {ab.name}", f"<p>{ab.description} (settings {ab.settings}, set {ab.set})</p>"))
     meta = [
         "SelectiveKD (Dillard et al., arXiv:2409.16581), Table 1: Baseline (teacher), KD, KD*, SelectiveKD, "
         "SelectiveKD* (* = weak breast labels). Annotated vendors: " + ", ".join(cfg.annotated_vendors),

@@ -117,42 +117,6 @@ def summary(aucs: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _mean(s: pd.DataFrame, setting: str, group: str) -> float:
-    row = s[(s["setting"] == setting) & (s["group"] == group)]
-    return float(row["auc_mean"].iloc[0]) if len(row) else math.nan
-
-
-def claims(s: pd.DataFrame, annotated_vendors: Sequence[str]) -> list[dict[str, Any]]:
-    """The paper's four Table-1 claims, each with the figures that decide it (means over seeds)."""
-    groups = sorted(set(s["group"]) - {OVERALL})
-    other = [v for v in groups if v not in annotated_vendors]
-    out = []
-
-    def add(claim: str, holds: bool | None, figures: str) -> None:
-        out.append({"claim": claim, "holds": holds, "figures": figures})
-
-    skd, base = _mean(s, "selective_kd", OVERALL), _mean(s, "baseline", OVERALL)
-    add("SelectiveKD beats Baseline (overall)", None if math.isnan(skd) else skd > base,
-        f"{skd:.3f} vs {base:.3f}")  # fmt: skip
-    overall = {k: _mean(s, k, OVERALL) for k in LABELS}
-    overall = {k: v for k, v in overall.items() if not math.isnan(v)}
-    best = max(overall, key=overall.get) if overall else None
-    add("SelectiveKD* is best overall", None if best is None else best == "selective_kd_weak",
-        ", ".join(f"{LABELS[k]} {v:.3f}" for k, v in overall.items()))  # fmt: skip
-    gain = {v: _mean(s, "selective_kd_weak", v) - _mean(s, "baseline", v) for v in groups}
-    ann = [gain[v] for v in annotated_vendors if v in gain]
-    oth = [gain[v] for v in other]
-    ok = bool(ann and oth) and min(oth) > max(ann)
-    add("Largest SelectiveKD* gains on the vendors without annotations", ok if ann and oth else None,
-        ", ".join(f"{v} {g:+.3f}" for v, g in gain.items()))  # fmt: skip
-    diffs = {f"{LABELS[a]}−{LABELS[b]} {v}": _mean(s, a, v) - _mean(s, b, v)
-             for a, b in (("selective_kd", "kd"), ("selective_kd_weak", "kd_weak")) for v in other}  # fmt: skip
-    finite = [d for d in diffs.values() if not math.isnan(d)]
-    add("Selection beats plain KD on the vendors without annotations", all(d > 0 for d in finite) if finite else None,
-        ", ".join(f"{k} {d:+.3f}" for k, d in diffs.items()))  # fmt: skip
-    return out
-
-
 def matching_budget(curve: pd.DataFrame, setting: str, target: float) -> float | None:
     """The smallest budget whose mean AUC of ``setting`` reaches ``target``, linearly interpolated.
 

@@ -43,6 +43,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", model: Any = N
     ONNX-runtime wrapper) replaces the checkpoint; ``config.yaml`` is still read for size and aggregation.
     """
     from ..config import load_config
+    from ..data.prior import read_logit_shift
     from ..engine import latest_checkpoint, load_checkpoint
     from ..models import build_model
     from ..run_config import RunConfig
@@ -62,6 +63,8 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", model: Any = N
         "image_size": list(cfg.data.image_size),
         "aggregation": cfg.eval.aggregation,
         "topk": cfg.eval.topk,
+        # scores are probabilities on the natural slice prior: the run's prior correction (data/prior.py)
+        "logit_shift": read_logit_shift(run),
     }
     if model is not None:
         info["model_object"] = type(model).__name__
@@ -263,7 +266,9 @@ def predict_dbt(
     store = StackStore(table, Path("."), size, cache_mb=1.0)  # each stack is read once: keep only the current one
     # entered before scoring, so an occupied OUT fails at once; any failure below leaves no OUT
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        slices, tops = _score_all(net, store, table, tmp / "heatmaps", top_slices, batch_size, in_device)
+        slices, tops = _score_all(
+            net, store, table, tmp / "heatmaps", top_slices, batch_size, in_device, info["logit_shift"]
+        )
         method, k = cfg.eval.aggregation, cfg.eval.topk
         stacks = table[STACK_COLUMNS].merge(to_level(slices, table, "stack", method, k), on="image_id", how="left")
         stacks["top_slices"] = [";".join(str(t["slice"]) for t in tops[i]) for i in stacks["image_id"]]
@@ -278,7 +283,14 @@ def predict_dbt(
 
 
 def _score_all(
-    net: Any, store: Any, table: pd.DataFrame, heatmaps: Path, top_slices: int, batch_size: int, device: Any
+    net: Any,
+    store: Any,
+    table: pd.DataFrame,
+    heatmaps: Path,
+    top_slices: int,
+    batch_size: int,
+    device: Any,
+    logit_shift: float = 0.0,
 ) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
     """Slice scores of every stack of ``table`` (image_id, slice, score), and per stack its top slices
     (slice, score, heatmap PNG path relative to OUT), whose overlays are written into ``heatmaps``."""
@@ -292,7 +304,7 @@ def _score_all(
             stack = store.stack(image_id)
             if stack.shape[0] != int(n):
                 raise DataError(f"{path}: the stack has {stack.shape[0]} slices, the manifest says n_slices={n}")
-            scores = stack_scores(net, stack, batch_size, device).numpy()
+            scores = stack_scores(net, stack, batch_size, device, logit_shift).numpy()
             parts.append(pd.DataFrame({"image_id": image_id, "slice": np.arange(len(scores)), "score": scores}))
             best = np.argsort(-scores, kind="stable")[:top_slices]
             probs = _seg_maps(net, stack[best], device) if len(best) else None

@@ -37,6 +37,17 @@ class StrategyConfig(Section):
         description="model = as model.* builds it (the paper: ImageNet weights); teacher = the teacher's weights",
     )
     teacher_checkpoint: str | None = Field(None, description="teacher run dir or checkpoint .pt (KD strategies)")
+    weak_negatives: Literal["negative", "kd"] = Field(
+        "negative",
+        description="* settings: a weakly labelled cancer-negative breast is an annotated negative stack "
+        "(negative, the paper §2.1) or gives pool slices trained by KD only / when selected (kd, an ablation)",
+    )
+    calibrate: bool = Field(
+        True,
+        description="shift the teacher's classification logit by its run's prior correction (calibration.json) "
+        "before selection, so T is a probability on the natural slice prior (data/prior.py); false = T "
+        "thresholds the raw scores of a teacher trained on oversampled positives. KD targets are raw either way",
+    )
     score_batch_size: int = Field(64, ge=1, description="slices per forward pass when scoring stacks")
 
 
@@ -57,6 +68,8 @@ class SliceStrategy:
     default_threshold: float | None = None
     # every step uses both heads of the one student call, so DDP needs no unused-parameter search
     ddp_find_unused_parameters = False
+    # added to the teacher's classification logit before selection (prior correction, data/prior.py); set by the run
+    teacher_logit_shift = 0.0
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, cfg: StrategyConfig | None = None) -> None:
         self.cfg = cfg or StrategyConfig(name=self.name)
@@ -107,6 +120,10 @@ class SliceStrategy:
 
             self._fast_teacher, self._fast_key = fast_frozen_copy(self.teacher).to(x.device), key
         out = self._fast_teacher(x.contiguous(memory_format=torch.channels_last))
+        # KD targets stay the teacher's raw probabilities: the student's supervised slots are drawn with the
+        # same positive share as the teacher's were, so targets and labels share one prior; shifting only the
+        # targets to the natural prior set the two terms against each other (students compressed to ~0.04,
+        # KD* at val AUC 0.50; README, SelectiveKD)
         return {k: v.contiguous() if isinstance(v, Tensor) else v for k, v in out.items()}
 
     def loss(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
@@ -133,4 +150,5 @@ class SliceStrategy:
             "threshold": self.threshold,
             "alpha_clf": self.cfg.alpha_clf,
             "alpha_seg": self.cfg.alpha_seg,
+            "teacher_logit_shift": self.teacher_logit_shift,
         }

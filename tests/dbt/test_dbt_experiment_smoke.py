@@ -93,3 +93,36 @@ def test_budget_manifest_keeps_breast_labels(data):
     assert dropped.any() and (sub.loc[dropped, "breast_label"] == man.loc[dropped, "breast_label"]).all()
     assert counts["annotated exams"] < counts["of"]
     assert all(Path(p).is_absolute() for p in sub["path"])
+
+
+def test_tune_on_val_then_table1_with_an_ablation(data, tmp_path):
+    """The tune stage picks composition / student_init on val; an ablation re-trains with one change."""
+    out = tmp_path / "tuned"
+    args = ["experiment", "dbt-selectivekd", "--set", f"out_dir={out}", "--set", "seeds=[0]",
+            "--set", "settings=[baseline,selective_kd_weak]", "--set", _sets(data), "--set", "jobs=2",
+            "--set", "tune={seeds: [0], composition: [fixed, capped], student_init: [model]}",
+            "--set", "ablations=[{name: nocal, settings: [selective_kd_weak], set: [strategy.calibrate=false]}]",
+            "--set", "n_boot=100"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    tune = pd.read_csv(out / "tune.csv")
+    assert set(tune["composition"]) == {"fixed", "capped"} and set(tune["setting"]) == {"selective_kd_weak"}
+    for mode in ("fixed", "capped"):  # candidates are scored on val, never on test
+        cand = (out / "tune" / "seed0" / "selective_kd_weak" / f"{mode}-model" / "config.yaml").read_text()
+        assert "test_split: val" in cand and f"mode: {mode}" in cand
+    choice = json.loads((out / "tune_choice.json").read_text())["selective_kd_weak"]
+    main_cfg = (out / "seed0" / "selective_kd_weak" / "config.yaml").read_text()
+    assert f"mode: {choice['composition']}" in main_cfg and "test_split: test" in main_cfg
+    ablated = out / "ablation" / "nocal" / "seed0" / "selective_kd_weak"
+    assert "calibrate: false" in (ablated / "config.yaml").read_text()
+    shift = json.loads((out / "seed0" / "baseline" / "calibration.json").read_text())["logit_shift"]
+    calibrated = pd.read_csv(out / "seed0" / "selective_kd_weak" / "teacher_scores.csv")
+    raw = pd.read_csv(ablated / "teacher_scores.csv")
+    assert calibrated["logit_shift"].eq(shift).all() and raw["logit_shift"].eq(0.0).all()
+    assert raw["score"].to_numpy() == pytest.approx(raw["score_raw"].to_numpy(), rel=1e-6)  # float32 vs 64 text
+    assert calibrated["score_raw"].to_numpy() == pytest.approx(raw["score_raw"].to_numpy(), abs=1e-6)
+    effects = pd.read_csv(out / "effects.csv")
+    assert list(effects.columns[:3]) == ["a", "b", "group"]
+    assert (out / "sweeps.csv").is_file() and (out / "calibration.csv").is_file()
+    html = (out / "report.html").read_text()
+    assert "Choices made on the validation split" in html and "What T admits" in html and "Ablation nocal" in html

@@ -61,20 +61,12 @@ def test_ensemble_is_mean_score_over_seeds(preds):
     np.testing.assert_allclose(np.sort(got), np.sort(expect))
 
 
-def test_summary_and_claims(preds):
+def test_summary_means_and_sds(preds):
     aucs = t.auc_rows(preds)
     summ = t.summary(aucs, t.pair_tests(preds, "breast"))
     base = aucs[(aucs["setting"] == "baseline") & (aucs["group"] == "GE")]["auc"]
     row = summ[(summ["setting"] == "baseline") & (summ["group"] == "GE")].iloc[0]
     assert row["auc_mean"] == pytest.approx(base.mean()) and row["auc_sd"] == pytest.approx(base.std(ddof=1))
-    claims = {c["claim"]: c["holds"] for c in t.claims(summ, ["Hologic"])}
-    # the hand-built shifts favour the selective settings on GE and leave Hologic untouched
-    assert claims["Largest SelectiveKD* gains on the vendors without annotations"] is True
-    assert claims["Selection beats plain KD on the vendors without annotations"] is True
-    worse = summ.assign(auc_mean=np.where(summ["setting"] == "selective_kd", 0.0, summ["auc_mean"]))
-    assert {c["claim"]: c["holds"] for c in t.claims(worse, ["Hologic"])}[
-        "SelectiveKD beats Baseline (overall)"
-    ] is False
 
 
 def test_matching_budget_interpolates():

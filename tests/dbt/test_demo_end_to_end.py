@@ -9,7 +9,25 @@ from breastssl.cli import main
 
 def test_demo_runs_every_step(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--n", "3", "--exams", "10", "--steps", "2", "--jobs", "2"])
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--n",
+            "3",
+            "--exams",
+            "10",
+            "--steps",
+            "2",
+            "--jobs",
+            "2",
+            "--seeds",
+            "1",
+            "--test-exams",
+            "12",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     for setting in ("baseline", "kd", "kd_weak", "selective_kd", "selective_kd_weak"):

@@ -23,6 +23,7 @@ from breastssl.commands.synth import run_synth
 from breastssl.commands.train import load_teacher, run_train
 from breastssl.config import load_config
 from breastssl.data.dbt_slices import StackStore, load_stack, score_slices
+from breastssl.data.prior import read_logit_shift
 from breastssl.inference.dbt_predict import predict_dbt
 from breastssl.run_config import RunConfig
 
@@ -88,8 +89,15 @@ def test_folder_and_manifest_give_identical_scores_equal_to_training_scoring(out
 
     manifest = pd.read_csv(dbt / "manifest.csv", dtype={"image_id": str})
     store = StackStore(manifest, dbt, SIZE)
-    ref = score_slices(load_teacher(run_dir), store, manifest["image_id"].tolist(), batch_size=64)
+    shift = read_logit_shift(run_dir)  # predict reports probabilities on the natural prior, as training scores
+    assert shift < 0  # the demo recipe oversamples positives, so its raw scores are inflated
+    assert json.loads((outputs["manifest"] / "predictions.json").read_text())["logit_shift"] == shift
+    ref = score_slices(load_teacher(run_dir), store, manifest["image_id"].tolist(), batch_size=64, logit_shift=shift)
     got = pd.read_csv(outputs["manifest"] / "slices.csv", dtype={"image_id": str})
+    run_preds = pd.read_csv(run_dir / "predictions_slice.csv", dtype={"image_id": str})  # the run's test scoring
+    both = run_preds.merge(got, on=["image_id", "slice"], suffixes=("_run", "_predict"))
+    assert len(both) == len(run_preds)
+    np.testing.assert_array_equal(*(both[c].to_numpy(np.float32) for c in ("score_run", "score_predict")))
     merged = ref.merge(got, on=["image_id", "slice"], suffixes=("_train", "_predict"), validate="one_to_one")
     assert len(merged) == len(ref)
     # bit-identical float32 (the CSV holds the shortest float32 repr, so compare as float32)

@@ -1,0 +1,140 @@
+"""Choices made on the validation split, and one-change ablations, for the SelectiveKD Table-1 experiment.
+
+DESIGN §5.1 leaves two settings open that decide the outcome at small scale: how a student's batch is
+shared between annotated, selected and KD-only slices (``strategy.composition.mode``) and how it is
+initialised (``strategy.student_init``). DESIGN §11: they are chosen on the validation split, never on the
+test split. The ``tune`` stage trains each student setting once per tune seed with each composition mode
+(initialised as ``model``), keeps the mode with the best mean validation AUC, then tries the other
+initialisations with that mode, and keeps the best (ties go to the earlier candidate: the paper's plain
+choice comes first). The students share the main runs' teachers (``seed{s}/baseline``).
+
+An ablation re-trains some settings of every seed with a few overrides on top of the chosen ones (e.g.
+``strategy.calibrate=false``) and writes next to the main runs, so its effect is a paired comparison on
+the same test cases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import Field
+
+from ..config import Section
+
+TUNE_DIR = "tune"
+
+
+class TuneSpec(Section):
+    """The validation-split search over batch composition and student initialisation."""
+
+    seeds: list[int] = Field([0], description="seeds of the tune runs (their teachers are the main baselines)")
+    split: str = Field("val", description="the split the candidates are scored on")
+    composition: list[str] = Field(["fixed", "capped"], description="strategy.composition.mode candidates")
+    student_init: list[str] = Field(["model", "teacher"], description="strategy.student_init candidates")
+
+
+class Ablation(Section):
+    """One-change experiment: ``settings`` re-trained for every seed with ``set`` applied on top."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_\-]+$")
+    settings: list[str]
+    set: list[str] = []
+    seeds: list[int] | None = Field(None, description="seeds to re-train (None = every seed of the experiment)")
+    description: str = ""
+
+
+def _candidate(mode: str, init: str) -> str:
+    return f"{mode}-{init}"
+
+
+def _val_auc(spec: Any) -> float:
+    return float(json.loads((spec.out_dir / "metrics.json").read_text())["auc"] or float("nan"))
+
+
+def tune_specs(
+    cfg: Any, root: Path, base_specs: dict[str, Any], stage: str, chosen_mode: dict[str, str] | None = None
+) -> list[Any]:
+    """RunSpecs of one tune stage: ``modes`` (every composition, first init) or ``inits`` (the rest, chosen mode).
+
+    base_specs: the main baseline RunSpecs by name (``seed{s}/baseline``), included so the scheduler trains them.
+    """
+    from ._dbt_tables import STRATEGY
+    from ._runs import RunSpec, build_run_config
+
+    t = cfg.tune
+    specs = [base_specs[f"seed{s}/baseline"] for s in t.seeds]
+    for seed in t.seeds:
+        for setting in [s for s in cfg.settings if s != "baseline"]:
+            if stage == "modes":
+                cands = [(m, t.student_init[0]) for m in t.composition]
+            else:
+                cands = [(chosen_mode[setting], i) for i in t.student_init[1:]]
+            for mode, init in cands:
+                name = f"{TUNE_DIR}/seed{seed}/{setting}/{_candidate(mode, init)}"
+                sets = [*cfg.set, f"train.seed={seed}", "train.progress=false", f"data.test_split={t.split}",
+                        f"strategy.name={STRATEGY[setting]}", f"strategy.teacher_checkpoint={root}/seed{seed}/baseline",
+                        f"strategy.composition.mode={mode}", f"strategy.student_init={init}",
+                        f"train.out_dir={root / name}"]  # fmt: skip
+                specs.append(RunSpec(name, build_run_config(cfg.recipe, sets), [f"seed{seed}/baseline"]))
+    return specs
+
+
+def tune_table(specs: list[Any]) -> pd.DataFrame:
+    """Validation AUC of every finished tune candidate: setting, composition, student_init, seed, val_auc."""
+    rows = []
+    for spec in specs:
+        parts = spec.name.split("/")
+        if parts[0] != TUNE_DIR:
+            continue
+        mode, init = parts[3].split("-", 1)
+        rows.append({"setting": parts[2], "composition": mode, "student_init": init,
+                     "seed": int(parts[1].removeprefix("seed")), "val_auc": _val_auc(spec)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def best(table: pd.DataFrame, setting: str, column: str, order: list[str]) -> str:
+    """The candidate of ``column`` with the best mean validation AUC for ``setting`` (ties: earlier in order)."""
+    means = table[table["setting"] == setting].groupby(column)["val_auc"].mean()
+    ranked = sorted((c for c in order if c in means.index), key=lambda c: (-means[c], order.index(c)))
+    return ranked[0]
+
+
+def choose(cfg: Any, modes: pd.DataFrame, inits: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per student setting: the chosen composition mode and student initialisation."""
+    out = {}
+    for setting in sorted(set(modes["setting"])):
+        mode = best(modes, setting, "composition", cfg.tune.composition)
+        pool = pd.concat([modes[(modes["composition"] == mode)], inits], ignore_index=True)
+        out[setting] = {"composition": mode, "student_init": best(pool, setting, "student_init", cfg.tune.student_init)}
+    return out
+
+
+def choice_overrides(choice: dict[str, dict[str, str]] | None, setting: str) -> list[str]:
+    """The --set lines of a setting's validated choice (none for the baseline or without a tune stage)."""
+    if not choice or setting not in choice:
+        return []
+    c = choice[setting]
+    return [f"strategy.composition.mode={c['composition']}", f"strategy.student_init={c['student_init']}"]
+
+
+def run_tune(cfg: Any, root: Path, base_specs: dict[str, Any], echo: Any) -> tuple[dict, pd.DataFrame]:
+    """Both tune stages; returns the choice per setting and every candidate's validation AUC."""
+    from ._runs import execute
+
+    stage1 = tune_specs(cfg, root, base_specs, "modes")
+    execute(stage1, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
+    modes = tune_table(stage1)
+    chosen_mode = {s: best(modes, s, "composition", cfg.tune.composition) for s in set(modes["setting"])}
+    inits = pd.DataFrame(columns=modes.columns)
+    if len(cfg.tune.student_init) > 1:
+        stage2 = tune_specs(cfg, root, base_specs, "inits", chosen_mode)
+        execute(stage2, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
+        inits = tune_table(stage2)
+    choice = choose(cfg, modes, inits)
+    table = pd.concat([modes, inits], ignore_index=True)
+    table.to_csv(root / "tune.csv", index=False)
+    (root / "tune_choice.json").write_text(json.dumps(choice, indent=2))
+    return choice, table
