@@ -66,8 +66,9 @@ def tune_html(tune: pd.DataFrame, choice: dict | None) -> str:
     for _, r in m.iterrows():
         c = (choice or {}).get(r["setting"], {})
         chosen = c.get("composition") == r["composition"] and c.get("student_init") == r["student_init"]
+        note = "chosen" if chosen else ("the teacher (reference)" if r["setting"] == "baseline" else "")
         rows.append([label(r["setting"]), r["composition"], r["student_init"], fmt(r["mean"]), int(r["size"]),
-                     "chosen" if chosen else ""])  # fmt: skip
+                     note])  # fmt: skip
     return table(["setting", "composition", "student_init", "val AUC (mean)", "seeds", ""], rows)
 
 

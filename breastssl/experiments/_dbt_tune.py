@@ -120,6 +120,27 @@ def choice_overrides(choice: dict[str, dict[str, str]] | None, setting: str) -> 
     return [f"strategy.composition.mode={c['composition']}", f"strategy.student_init={c['student_init']}"]
 
 
+def baseline_val_auc(spec: Any, split: str, out: Path) -> float:
+    """The teacher's own AUC on the tune split (the reference of the candidates), scored once into ``out``."""
+    if out.is_file():
+        return float(json.loads(out.read_text())["auc"])
+    from ..commands.train import _read_data, evaluate_split, load_teacher
+    from ..data.dbt_slices import StackStore, score_slices
+
+    run_cfg = spec.cfg
+    manifest, lesions, root = _read_data(run_cfg)
+    rows = manifest[manifest["split"].astype(str) == split]
+    store = StackStore(manifest, root, tuple(run_cfg.data.image_size), lesions, run_cfg.data.pos_halfwidth,
+                       run_cfg.data.cache_mb)  # fmt: skip
+    scores = score_slices(load_teacher(spec.out_dir), store, rows["image_id"].astype(str).tolist(),
+                          run_cfg.strategy.score_batch_size)  # fmt: skip
+    _, metrics = evaluate_split(scores, rows, run_cfg)
+    auc = metrics[run_cfg.eval.level]["overall"]["auc"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"split": split, "auc": auc, "levels": metrics}, indent=2))
+    return float(auc if auc is not None else float("nan"))
+
+
 def run_tune(cfg: Any, root: Path, base_specs: dict[str, Any], echo: Any) -> tuple[dict, pd.DataFrame]:
     """Both tune stages; returns the choice per setting and every candidate's validation AUC."""
     from ._runs import execute
@@ -134,7 +155,11 @@ def run_tune(cfg: Any, root: Path, base_specs: dict[str, Any], echo: Any) -> tup
         execute(stage2, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
         inits = tune_table(stage2)
     choice = choose(cfg, modes, inits)
-    table = pd.concat([modes, inits], ignore_index=True)
+    refs = [{"setting": "baseline", "composition": "–", "student_init": "–", "seed": seed,
+             "val_auc": baseline_val_auc(base_specs[f"seed{seed}/baseline"], cfg.tune.split,
+                                         root / TUNE_DIR / f"seed{seed}" / "baseline_val.json")}
+            for seed in cfg.tune.seeds]  # fmt: skip
+    table = pd.concat([pd.DataFrame(refs), modes, inits], ignore_index=True)
     table.to_csv(root / "tune.csv", index=False)
     (root / "tune_choice.json").write_text(json.dumps(choice, indent=2))
     return choice, table

@@ -106,7 +106,9 @@ def test_tune_on_val_then_table1_with_an_ablation(data, tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     tune = pd.read_csv(out / "tune.csv")
-    assert set(tune["composition"]) == {"fixed", "capped"} and set(tune["setting"]) == {"selective_kd_weak"}
+    cands = tune[tune["setting"] != "baseline"]
+    assert set(cands["composition"]) == {"fixed", "capped"} and set(cands["setting"]) == {"selective_kd_weak"}
+    assert (out / "tune" / "seed0" / "baseline_val.json").is_file()  # the teacher's val AUC, the reference
     for mode in ("fixed", "capped"):  # candidates are scored on val, never on test
         cand = (out / "tune" / "seed0" / "selective_kd_weak" / f"{mode}-model" / "config.yaml").read_text()
         assert "test_split: val" in cand and f"mode: {mode}" in cand
