@@ -61,15 +61,19 @@ def effects_table(eff: pd.DataFrame) -> str:
 def tune_html(tune: pd.DataFrame, choice: dict | None) -> str:
     if tune is None or not len(tune):
         return "<p class='note'>no tune stage: every student used the recipe's composition and student_init</p>"
-    m = tune.groupby(["setting", "composition", "student_init"])["val_auc"].agg(["mean", "size"]).reset_index()
+    tune = tune.assign(threshold=tune.get("threshold", pd.Series(index=tune.index, dtype=float)))
+    keys = ["setting", "composition", "student_init", "threshold"]
+    m = tune.fillna({"threshold": -1}).groupby(keys, sort=False)["val_auc"].agg(["mean", "size"]).reset_index()
     rows = []
     for _, r in m.iterrows():
         c = (choice or {}).get(r["setting"], {})
-        chosen = c.get("composition") == r["composition"] and c.get("student_init") == r["student_init"]
+        th = None if r["threshold"] == -1 else float(r["threshold"])
+        chosen = (c.get("composition") == r["composition"] and c.get("student_init") == r["student_init"]
+                  and (th is None or c.get("threshold", th) == th))  # fmt: skip
         note = "chosen" if chosen else ("the teacher (reference)" if r["setting"] == "baseline" else "")
-        rows.append([label(r["setting"]), r["composition"], r["student_init"], fmt(r["mean"]), int(r["size"]),
-                     note])  # fmt: skip
-    return table(["setting", "composition", "student_init", "val AUC (mean)", "seeds", ""], rows)
+        rows.append([label(r["setting"]), r["composition"], r["student_init"], "–" if th is None else f"{th:g}",
+                     fmt(r["mean"]), int(r["size"]), note])  # fmt: skip
+    return table(["setting", "composition", "student_init", "T", "val AUC (mean)", "seeds", ""], rows)
 
 
 def calibration_html(calib: pd.DataFrame) -> str:

@@ -34,6 +34,10 @@ class TuneSpec(Section):
     split: str = Field("val", description="the split the candidates are scored on")
     composition: list[str] = Field(["fixed", "capped"], description="strategy.composition.mode candidates")
     student_init: list[str] = Field(["model", "teacher"], description="strategy.student_init candidates")
+    thresholds: dict[str, list[float]] = Field(
+        {"selective_kd": [0.7, 0.3, 0.1], "selective_kd_weak": [0.1, 0.05, 0.3]},
+        description="T candidates of the selective settings (the paper's value first), tried last",
+    )
 
 
 class Ablation(Section):
@@ -68,16 +72,24 @@ def tune_specs(
     specs = [base_specs[f"seed{s}/baseline"] for s in t.seeds]
     for seed in t.seeds:
         for setting in [s for s in cfg.settings if s != "baseline"]:
+            thr: list[float | None] = [None]
             if stage == "modes":
                 cands = [(m, t.student_init[0]) for m in t.composition]
-            else:
-                cands = [(chosen_mode[setting], i) for i in t.student_init[1:]]
-            for mode, init in cands:
-                name = f"{TUNE_DIR}/seed{seed}/{setting}/{_candidate(mode, init)}"
+            elif stage == "inits":
+                cands = [(chosen_mode[setting]["composition"], i) for i in t.student_init[1:]]
+            else:  # thresholds, with the chosen composition and init; the first (paper's) T ran already
+                cands = [(chosen_mode[setting]["composition"], chosen_mode[setting]["student_init"])]
+                thr = list(t.thresholds.get(setting, [])[1:])
+            for (mode, init), th in ((c, x) for c in cands for x in thr):
+                name = f"{TUNE_DIR}/seed{seed}/{setting}/{_candidate(mode, init)}" + (
+                    f"-T{th:g}" if th is not None else ""
+                )
                 sets = [*cfg.set, f"train.seed={seed}", "train.progress=false", f"data.test_split={t.split}",
                         f"strategy.name={STRATEGY[setting]}", f"strategy.teacher_checkpoint={root}/seed{seed}/baseline",
                         f"strategy.composition.mode={mode}", f"strategy.student_init={init}",
                         f"train.out_dir={root / name}"]  # fmt: skip
+                if th is not None:
+                    sets.append(f"strategy.threshold={th}")
                 specs.append(RunSpec(name, build_run_config(cfg.recipe, sets), [f"seed{seed}/baseline"]))
     return specs
 
@@ -89,9 +101,11 @@ def tune_table(specs: list[Any]) -> pd.DataFrame:
         parts = spec.name.split("/")
         if parts[0] != TUNE_DIR:
             continue
-        mode, init = parts[3].split("-", 1)
-        rows.append({"setting": parts[2], "composition": mode, "student_init": init,
-                     "seed": int(parts[1].removeprefix("seed")), "val_auc": _val_auc(spec)})  # fmt: skip
+        mode, init, *rest = parts[3].split("-")
+        m = json.loads((spec.out_dir / "metrics.json").read_text())
+        rows.append({"setting": parts[2], "composition": mode, "student_init": init, "threshold": m.get("threshold"),
+                     "seed": int(parts[1].removeprefix("seed")), "val_auc": _val_auc(spec),
+                     "selected_pool": m.get("selected_pool")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -102,7 +116,7 @@ def best(table: pd.DataFrame, setting: str, column: str, order: list[str]) -> st
     return ranked[0]
 
 
-def choose(cfg: Any, modes: pd.DataFrame, inits: pd.DataFrame) -> dict[str, dict[str, str]]:
+def choose(cfg: Any, modes: pd.DataFrame, inits: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per student setting: the chosen composition mode and student initialisation."""
     out = {}
     for setting in sorted(set(modes["setting"])):
@@ -112,12 +126,29 @@ def choose(cfg: Any, modes: pd.DataFrame, inits: pd.DataFrame) -> dict[str, dict
     return out
 
 
+def choose_threshold(cfg: Any, table: pd.DataFrame, choice: dict[str, dict[str, Any]]) -> None:
+    """Add the best T (mean val AUC; ties: the paper's, listed first) of each selective setting to ``choice``."""
+    for setting, cands in cfg.tune.thresholds.items():
+        if setting not in choice or not cands:
+            continue
+        c = choice[setting]
+        rows = table[(table["setting"] == setting) & (table["composition"] == c["composition"])
+                     & (table["student_init"] == c["student_init"])]  # fmt: skip
+        rows = rows.assign(threshold=rows["threshold"].astype(float).round(6))
+        means = rows.groupby("threshold")["val_auc"].mean()
+        order = [round(float(x), 6) for x in cands]
+        ranked = sorted((x for x in order if x in means.index), key=lambda x: (-means[x], order.index(x)))
+        if ranked:
+            c["threshold"] = ranked[0]
+
+
 def choice_overrides(choice: dict[str, dict[str, str]] | None, setting: str) -> list[str]:
     """The --set lines of a setting's validated choice (none for the baseline or without a tune stage)."""
     if not choice or setting not in choice:
         return []
     c = choice[setting]
-    return [f"strategy.composition.mode={c['composition']}", f"strategy.student_init={c['student_init']}"]
+    sets = [f"strategy.composition.mode={c['composition']}", f"strategy.student_init={c['student_init']}"]
+    return sets + ([f"strategy.threshold={c['threshold']}"] if c.get("threshold") is not None else [])
 
 
 def baseline_val_auc(spec: Any, split: str, out: Path) -> float:
@@ -148,13 +179,21 @@ def run_tune(cfg: Any, root: Path, base_specs: dict[str, Any], echo: Any) -> tup
     stage1 = tune_specs(cfg, root, base_specs, "modes")
     execute(stage1, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
     modes = tune_table(stage1)
-    chosen_mode = {s: best(modes, s, "composition", cfg.tune.composition) for s in set(modes["setting"])}
+    chosen_mode = {
+        s: {"composition": best(modes, s, "composition", cfg.tune.composition)} for s in set(modes["setting"])
+    }
     inits = pd.DataFrame(columns=modes.columns)
     if len(cfg.tune.student_init) > 1:
         stage2 = tune_specs(cfg, root, base_specs, "inits", chosen_mode)
         execute(stage2, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
         inits = tune_table(stage2)
     choice = choose(cfg, modes, inits)
+    stage3 = [s for s in tune_specs(cfg, root, base_specs, "thresholds", choice) if s.name.startswith(TUNE_DIR)]
+    if stage3:
+        execute([*(base_specs[f"seed{x}/baseline"] for x in cfg.tune.seeds), *stage3], root / "configs", cfg.jobs,
+                cfg.threads, cfg.devices, echo)  # fmt: skip
+        inits = pd.concat([inits, tune_table(stage3)], ignore_index=True)
+    choose_threshold(cfg, pd.concat([modes, inits], ignore_index=True), choice)
     refs = [{"setting": "baseline", "composition": "–", "student_init": "–", "seed": seed,
              "val_auc": baseline_val_auc(base_specs[f"seed{seed}/baseline"], cfg.tune.split,
                                          root / TUNE_DIR / f"seed{seed}" / "baseline_val.json")}

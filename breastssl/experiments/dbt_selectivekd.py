@@ -44,7 +44,7 @@ class DBTSelectiveKDConfig(Section):
     threads: int = Field(1, ge=1, description="CPU threads per run")
     devices: list[str] = Field([], description="GPU ids handed to concurrent runs, e.g. ['0', '1']")
     tune: TuneSpec | None = Field(None, description="choose composition and student_init on the val split first")
-    choice: dict[str, dict[str, str]] | None = Field(
+    choice: dict[str, dict[str, str | float]] | None = Field(
         None,
         description="without tune: a choice made earlier on val, per student setting {composition, student_init} "
         "(e.g. a powered benchmark's tune_choice.json)",

@@ -100,7 +100,8 @@ def test_tune_on_val_then_table1_with_an_ablation(data, tmp_path):
     out = tmp_path / "tuned"
     args = ["experiment", "dbt-selectivekd", "--set", f"out_dir={out}", "--set", "seeds=[0]",
             "--set", "settings=[baseline,selective_kd_weak]", "--set", _sets(data), "--set", "jobs=2",
-            "--set", "tune={seeds: [0], composition: [fixed, capped], student_init: [model]}",
+            "--set", "tune={seeds: [0], composition: [fixed, capped], student_init: [model], "
+                     "thresholds: {selective_kd_weak: [0.1, 0.3]}}",
             "--set", "ablations=[{name: nocal, settings: [selective_kd_weak], set: [strategy.calibrate=false]}]",
             "--set", "n_boot=100"]  # fmt: skip
     res = CliRunner().invoke(app, args)
@@ -113,8 +114,12 @@ def test_tune_on_val_then_table1_with_an_ablation(data, tmp_path):
         cand = (out / "tune" / "seed0" / "selective_kd_weak" / f"{mode}-model" / "config.yaml").read_text()
         assert "test_split: val" in cand and f"mode: {mode}" in cand
     choice = json.loads((out / "tune_choice.json").read_text())["selective_kd_weak"]
+    assert choice["threshold"] in (0.1, 0.3)  # T is chosen on val too, with the chosen composition
+    assert "threshold: 0.3" in (out / "tune" / "seed0" / "selective_kd_weak" / f"{choice['composition']}-model-T0.3"
+                                / "config.yaml").read_text()  # fmt: skip
     main_cfg = (out / "seed0" / "selective_kd_weak" / "config.yaml").read_text()
     assert f"mode: {choice['composition']}" in main_cfg and "test_split: test" in main_cfg
+    assert f"threshold: {choice['threshold']}" in main_cfg
     ablated = out / "ablation" / "nocal" / "seed0" / "selective_kd_weak"
     assert "calibrate: false" in (ablated / "config.yaml").read_text()
     shift = json.loads((out / "seed0" / "baseline" / "calibration.json").read_text())["logit_shift"]
