@@ -101,9 +101,10 @@ def run_dbt_demo(
     """The SelectiveKD experiment at demo scale, then predictions on the DICOM test studies.
 
     Training data as the benchmark's (``exams`` of the paper's mix); the test split is generated apart,
-    enriched and vendor-balanced (``test_exams``), and the students use the recipe's composition and
-    student_init, which the powered benchmark chose on its validation split (README, SelectiveKD).
+    enriched and vendor-balanced (``test_exams``), and the students use the composition, student_init and T
+    that the powered benchmark chose on its validation split (``configs/dbt_selectivekd_validated.yaml``).
     """
+    from ..config import read_yaml
     from ..experiments.dbt_selectivekd import DBTSelectiveKDConfig, SynthSpec, run_experiment
 
     data = out / "data" / "dbt_train"
@@ -113,6 +114,7 @@ def run_dbt_demo(
         set=[f"data.manifest={data / 'manifest.csv'}", f"train.steps={steps}", f"train.ckpt_every={steps}",
              "train.tensorboard=false", f"train.schedule.warmup_steps={max(steps // 20, 1)}"],
         seeds=list(range(seed, seed + max(seeds, 1))),
+        choice=read_yaml(demo_recipe().with_name("dbt_selectivekd_validated.yaml"))["choice"],
         synth=SynthSpec(n=exams, seed=seed, test_exams=test_exams),
         jobs=jobs,
     )  # fmt: skip
