@@ -150,6 +150,7 @@ def analyse(
     ens = t.ensemble(main, level) if len({s for s, _ in main}) > 1 else {}
     ablated = sorted({st for _, st in preds if "@" in st})
     pairs = [*t.PAIRS, ("selective_kd_weak", "kd"), *((st, st.split("@")[0]) for st in ablated)]
+    pairs += [(st, "baseline") for st in ablated]  # e.g. the 'continued' control against the teacher itself
     effects = e.paired_effects(preds, level, pairs, n_boot)
     return {
         "aucs": aucs,
