@@ -47,6 +47,7 @@ class Ablation(Section):
     settings: list[str]
     set: list[str] = []
     seeds: list[int] | None = Field(None, description="seeds to re-train (None = every seed of the experiment)")
+    control: bool = Field(False, description="compare every student with this run (e.g. the Baseline trained on)")
     description: str = ""
 
 

@@ -133,12 +133,13 @@ def analyse(
     level: str,
     annotated: list[str],
     n_boot: int = 1000,
+    controls: list[str] | None = None,
 ) -> dict[str, Any]:
     """Every table of the report from the prediction tables (``_dbt_tables``, ``_dbt_effects``).
 
     preds: main runs keyed (seed, setting) and ablation runs keyed (seed, 'setting@ablation'); the per-seed
     and ensemble DeLong tables cover the main runs, the bootstrap effects both (an ablation is compared
-    with its main setting).
+    with its main setting and the Baseline; every student is compared with a ``controls`` ablation).
     """
     from . import _dbt_effects as e
     from . import _dbt_tables as t
@@ -151,6 +152,8 @@ def analyse(
     ablated = sorted({st for _, st in preds if "@" in st})
     pairs = [*t.PAIRS, ("selective_kd_weak", "kd"), *((st, st.split("@")[0]) for st in ablated)]
     pairs += [(st, "baseline") for st in ablated]  # e.g. the 'continued' control against the teacher itself
+    students = [k for k in LABELS if k != "baseline"]
+    pairs += [(x, st) for st in ablated if st.split("@")[1] in (controls or []) for x in students]
     effects = e.paired_effects(preds, level, pairs, n_boot)
     return {
         "aucs": aucs,
@@ -204,7 +207,9 @@ def run_experiment(cfg: DBTSelectiveKDConfig, echo: Any = typer.echo) -> dict[st
     if ab_specs:
         execute(ab_specs, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
     ab_only = [s for s in ab_specs if s.name.startswith("ablation/")]
-    res = analyse(load_predictions([*specs, *ab_only], cfg.level), cfg.level, cfg.annotated_vendors, cfg.n_boot)
+    controls = [a.name for a in cfg.ablations if a.control]
+    preds = load_predictions([*specs, *ab_only], cfg.level)
+    res = analyse(preds, cfg.level, cfg.annotated_vendors, cfg.n_boot, controls)
     res.update(_run_tables(root, [*specs, *ab_only]), tune=tune_table, choice=choice)
     for name in ("aucs", "tests", "summary", "ensemble_aucs", "ensemble_tests", "effects", "setting_cis",
                  "score_means", "calibration", "sweeps"):  # fmt: skip

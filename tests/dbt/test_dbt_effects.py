@@ -104,3 +104,17 @@ def test_powered_eval_sets_are_separate_enriched_and_vendor_balanced(tmp_path: P
     ).is_file()
     lesions = pd.read_csv(tmp_path / "d" / "lesions.csv", dtype=str)
     assert set(lesions["image_id"]) <= set(man["image_id"])
+
+
+def test_analyse_compares_ablations_with_their_setting_the_baseline_and_students_with_a_control():
+    from breastssl.experiments.dbt_selectivekd import analyse
+
+    preds = _preds({"baseline": 0.0, "kd": 0.5, "selective_kd": 0.5}, seeds=range(3))
+    for seed in range(3):  # a control run of a few seeds: as good as the students
+        preds[(seed, "kd@continued")] = preds[(seed, "kd")].assign(score=lambda d: d["score"] + 0.01)
+    res = analyse(preds, "breast", ["Hologic"], n_boot=100, controls=["continued"])
+    pairs = set(zip(res["effects"]["a"], res["effects"]["b"], strict=True))
+    assert {("kd@continued", "kd"), ("kd@continued", "baseline"), ("selective_kd", "kd@continued")} <= pairs
+    same = res["effects"].query("a == 'kd@continued' and b == 'kd' and group == 'overall'").iloc[0]
+    assert same["delta"] == 0.0  # a constant shift changes no AUC
+    assert "kd@continued" not in set(res["aucs"]["setting"])  # per-seed DeLong tables: main runs only
