@@ -43,6 +43,12 @@ class AnnotationEfficiencyConfig(Section):
     jobs: int = Field(1, ge=1)
     threads: int = Field(1, ge=1)
     devices: list[str] = []
+    choice: dict[str, dict[str, str | float]] | str | None = Field(
+        None,
+        description="the students' validated composition / student_init / T per setting, or a YAML file with a "
+        "`choice:` key (e.g. configs/dbt_selectivekd_validated.yaml, chosen on the val split)",
+    )
+    n_boot: int = Field(1000, ge=100, description="bootstrap replicates (seeds × test cases) of every CI")
 
 
 def _stratum(labels: pd.Series) -> str:
@@ -94,15 +100,33 @@ def _same_run(a: Any, b_dir: Path) -> bool:
     return a.model_dump(exclude=strip) == b.model_dump(exclude=strip)
 
 
-def _budget_specs(cfg: AnnotationEfficiencyConfig, bdir: Path, fraction: float, seed: int, data_sets: list[str]):
-    """The runs of one budget and seed: the baseline, then the students it teaches."""
+def resolve_choice(choice: dict | str | None) -> dict | None:
+    """The validated choice per student setting: given inline, or read from a YAML file's ``choice:`` key."""
+    if choice is None or isinstance(choice, dict):
+        return choice
+    import yaml
+
+    path = Path(choice)
+    if not path.is_file():
+        raise UserError(f"choice: {path} is not a file")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("choice"), dict):
+        raise UserError(f"choice: {path} has no `choice:` mapping of student settings")
+    return doc["choice"]
+
+
+def _budget_specs(
+    cfg: AnnotationEfficiencyConfig, bdir: Path, fraction: float, seed: int, data_sets: list[str], choice: dict | None
+):
+    """The runs of one budget and seed: the baseline, then the students it teaches (with the validated choice)."""
+    from ._dbt_tune import choice_overrides
     from ._runs import RunSpec, build_run_config
 
     specs = []
     teacher = bdir / f"seed{seed}" / "baseline"
     for setting in ["baseline", *[s for s in cfg.settings if s != "baseline"]]:
         run_dir = bdir / f"seed{seed}" / setting
-        sets = [*cfg.set, *data_sets, f"train.seed={seed}", "train.progress=false"]
+        sets = [*cfg.set, *data_sets, f"train.seed={seed}", "train.progress=false", *choice_overrides(choice, setting)]
         sets += [f"strategy.name={STRATEGY[setting]}", f"train.out_dir={run_dir}"]
         if setting != "baseline":
             sets.append(f"strategy.teacher_checkpoint={teacher}")
@@ -126,7 +150,8 @@ def curve_specs(cfg: AnnotationEfficiencyConfig, root: Path) -> tuple[list[Any],
     data_root = manifest_path.parent
     manifest = read_table(manifest_path)
     lesions_src = Path(base.data.lesions) if base.data.lesions else data_root / "lesions.csv"
-    specs, budgets = [], []
+    choice = resolve_choice(cfg.choice)
+    budgets, data_of = [], {}
     for fraction in sorted(set(cfg.budgets)):
         bdir = root / f"budget{round(100 * fraction):03d}"
         man, counts = budget_manifest(manifest, data_root, fraction, cfg.budget_seed)
@@ -138,8 +163,10 @@ def curve_specs(cfg: AnnotationEfficiencyConfig, root: Path) -> tuple[list[Any],
             data_sets.append(f"data.manifest={bdir / 'manifest.csv'}")
         if fraction < 1.0 and lesions_src.is_file():
             data_sets.append(f"data.lesions={_absolute_lesions(lesions_src, data_root, bdir / 'lesions.csv')}")
-        for seed in cfg.seeds:
-            specs += _budget_specs(cfg, bdir, fraction, seed, data_sets)
+        data_of[fraction] = (bdir, data_sets)
+    # seed-major: an interrupted experiment has whole curves for its first seeds, not every seed of a few budgets
+    specs = [spec for seed in cfg.seeds for fraction, (bdir, sets) in data_of.items()
+             for spec in _budget_specs(cfg, bdir, fraction, seed, sets, choice)]  # fmt: skip
     return specs, pd.DataFrame(budgets)
 
 
