@@ -144,7 +144,7 @@ def table1_html(cfg: Any, recipe: Any, res: dict[str, Any]) -> str:
 
 
 def curve_png(curve: pd.DataFrame, full: float, title: str) -> str:
-    """AUC vs annotation budget per setting, mean with a 95% CI band (DeLong CI averaged over seeds)."""
+    """AUC vs annotation budget per setting: mean over seeds with its 95% CI (seeds × test cases) as a band."""
     from ..reports.plots import _png, plt
 
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
@@ -152,7 +152,7 @@ def curve_png(curve: pd.DataFrame, full: float, title: str) -> str:
         c = curve[curve["setting"] == s].sort_values("budget")
         x = 100 * c["budget"].to_numpy(float)
         ax.plot(x, c["auc_mean"], marker="o", lw=1.6, label=LABELS[s])
-        ax.fill_between(x, c["ci_low_mean"], c["ci_high_mean"], alpha=0.15)
+        ax.fill_between(x, c["ci_low"], c["ci_high"], alpha=0.15)
     ax.axhline(full, ls=":", c="0.4", lw=1, label="Baseline, 100% annotated")
     ax.set(xlabel="annotated exams (%)", ylabel="AUC", title=title, xlim=(0, 102))
     ax.grid(alpha=0.3)
@@ -160,27 +160,64 @@ def curve_png(curve: pd.DataFrame, full: float, title: str) -> str:
     return _png(fig)
 
 
-def curve_html(cfg: Any, recipe: Any, curve: pd.DataFrame, match: dict[str, Any], budgets: pd.DataFrame) -> str:
+def _delta(r: pd.Series) -> str:
+    return f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] ({int(r['seeds_positive'])}/{int(r['seeds'])})"
+
+
+def _effects_tables(effects: pd.DataFrame) -> tuple[str, str]:
+    """Δ against the Baseline of the same budget, and the matrix of every setting@budget vs Baseline@budget."""
+    same = effects[(effects["budget"] == effects["vs_budget"]) & (effects["setting"] != "baseline")]
+    rows = [[LABELS[r["setting"]], f"{100 * r['budget']:.0f}%", _delta(r)]
+            for _, r in same.sort_values(["setting", "budget"]).iterrows()]  # fmt: skip
+    vs = sorted(effects["vs_budget"].unique())
+    matrix = []
+    for (s, b), g in effects.groupby(["setting", "budget"], sort=False):
+        cells = {float(r["vs_budget"]): _delta(r) for _, r in g.iterrows()}
+        matrix.append([LABELS[s], f"{100 * b:.0f}%", *(cells.get(float(v), "–") for v in vs)])
+    matrix.sort(key=lambda r: (list(LABELS.values()).index(r[0]), float(r[1][:-1])))
+    head = ["setting", "budget", *(f"− Baseline {100 * v:.0f}%" for v in vs)]
+    return table(["student", "budget", "Δ AUC − Baseline at the same budget [95% CI] (seeds > 0)"], rows), table(
+        head, matrix
+    )
+
+
+def curve_html(
+    cfg: Any, recipe: Any, curve: pd.DataFrame, match: dict[str, Any], budgets: pd.DataFrame, effects: pd.DataFrame
+) -> str:
     """The annotation-efficiency report."""
     rows = []
     for s in _settings(curve):
         for _, r in curve[curve["setting"] == s].sort_values("budget").iterrows():
-            rows.append([LABELS[s], f"{100 * r['budget']:.0f}%", ci(r["auc_mean"], r["ci_low_mean"], r["ci_high_mean"]),
+            rows.append([LABELS[s], f"{100 * r['budget']:.0f}%", ci(r["auc_mean"], r["ci_low"], r["ci_high"]),
                          fmt(r["auc_sd"]), int(r["seeds"])])  # fmt: skip
-    match_rows = [[LABELS[s], "not reached" if b is None else f"{100 * b:.0f}%"] for s, b in match["budget"].items()]
+
+    def pct(b: float | None) -> str:
+        return "not reached" if b is None else f"{100 * b:.0f}%"
+
+    def matches(s: str) -> str:
+        return "; ".join(f"{100 * float(k):.0f}% → {pct(v)}" for k, v in match["ci"][s]["matches_baseline_at"].items())
+
+    match_rows = [[LABELS[s], pct(b), pct(match["ci"][s]["not_below_full"]), matches(s)]
+                  for s, b in match["budget"].items()]  # fmt: skip
+    same, matrix = _effects_tables(effects)
     figure = curve_png(curve, match["target"], f"{cfg.level}-level AUC vs annotation budget ({cfg.group})")
     sections = [
         ("AUC vs annotated fraction", f"<div class='figs'><img src='data:image/png;base64,{figure}'></div>"),
         (f"Budget at which each setting reaches the Baseline trained on all annotations (AUC {match['target']:.3f})",
-         table(["setting", "budget (linear interpolation of the mean curve)"], match_rows)),
-        ("Every point: mean AUC [mean DeLong 95% CI] over seeds", table(["setting", "budget", "AUC", "SD", "seeds"],
-                                                                         rows)),
+         table(["setting", "mean curve (linear interpolation)", "not significantly below it from",
+                "largest Baseline budget it is not significantly below, per budget"], match_rows)),
+        ("Does distillation help at each budget? Paired effects, seeds × test cases", same),
+        ("Every point: mean AUC over seeds [95% CI over seeds × test cases]",
+         table(["setting", "budget", "AUC", "SD over seeds", "seeds"], rows)),
+        ("Every setting and budget against the Baseline at every budget (Δ AUC [95% CI], seeds with Δ > 0)", matrix),
         ("Budgets: annotated training exams per stratum", table(list(budgets.columns), budgets.values.tolist())),
     ]  # fmt: skip
     meta = [
         "SelectiveKD paper §3.5 / Fig. 2: nested budgets, stratified by cancer / benign / normal exams; the "
         "annotations of the other exams are ignored (they keep their breast labels, used by SelectiveKD*).",
-        f"Metric group: {cfg.group}; seeds {cfg.seeds}",
+        f"Metric group: {cfg.group}; seeds {cfg.seeds}; CIs: two-level bootstrap over seeds × test cases "
+        f"({cfg.n_boot} replicates). Students' composition / initialisation / T: "
+        + ("the validated choice" if cfg.choice else "the recipe's"),
         *_recipe_lines(recipe),
     ]
     return page("SelectiveKD: annotation efficiency", meta, sections)

@@ -170,26 +170,20 @@ def curve_specs(cfg: AnnotationEfficiencyConfig, root: Path) -> tuple[list[Any],
     return specs, pd.DataFrame(budgets)
 
 
-def curve_table(specs: list[Any], level: str, group: str) -> pd.DataFrame:
-    """Mean AUC, SD and mean DeLong CI over seeds per (setting, budget) for one test group."""
-    from ._dbt_tables import auc_rows
+def curve_predictions(specs: list[Any], level: str) -> dict[tuple[int, str], pd.DataFrame]:
+    """Every finished run's level predictions keyed (seed, 'setting@budget'), budgets in percent."""
+    from ._dbt_curve import point
 
-    rows = []
+    out = {}
     for spec in specs:
-        budget = int(spec.name.split("/")[0].removeprefix("budget")) / 100
-        preds = load_predictions([spec], level)
-        a = auc_rows(preds)
-        a = a[a["group"] == group]
-        if a.empty:
-            raise UserError(f"test group {group!r} not found; the runs have {sorted(auc_rows(preds)['group'])}")
-        rows.append(a.assign(budget=budget))
-    every = pd.concat(rows, ignore_index=True)
-    g = every.groupby(["setting", "budget"])
-    return g.agg(auc_mean=("auc", "mean"), auc_sd=("auc", "std"), ci_low_mean=("ci_low", "mean"),
-                 ci_high_mean=("ci_high", "mean"), seeds=("auc", "size")).reset_index()  # fmt: skip
+        budget = int(spec.name.split("/")[0].removeprefix("budget"))
+        for (seed, setting), df in load_predictions([spec], level).items():
+            out[(seed, point(setting, budget))] = df
+    return out
 
 
 def run_experiment(cfg: AnnotationEfficiencyConfig, echo: Any = typer.echo) -> dict[str, Any]:
+    from ._dbt_curve import analyse_curve, ci_matching
     from ._dbt_report import curve_html
     from ._dbt_tables import matching_budget
     from ._runs import execute
@@ -203,14 +197,17 @@ def run_experiment(cfg: AnnotationEfficiencyConfig, echo: Any = typer.echo) -> d
     specs, budgets = curve_specs(cfg, root)
     echo(f"{TAG}: {len(specs)} runs in {root}")
     execute(specs, root / "configs", cfg.jobs, cfg.threads, cfg.devices, echo)
-    curve = curve_table(specs, cfg.level, cfg.group)
+    res = analyse_curve(curve_predictions(specs, cfg.level), cfg.level, cfg.group, cfg.n_boot)
+    curve, effects = res["curve"], res["effects"]
     target = float(curve[(curve["setting"] == "baseline") & (curve["budget"] == 1.0)]["auc_mean"].iloc[0])
-    match = {"target": target, "budget": {s: matching_budget(curve, s, target) for s in cfg.settings}}
+    match = {"target": target, "budget": {s: matching_budget(curve, s, target) for s in cfg.settings},
+             "ci": {s: ci_matching(effects, s) for s in cfg.settings}}  # fmt: skip
     curve.to_csv(root / "curve.csv", index=False)
+    effects.to_csv(root / "curve_effects.csv", index=False)
     budgets.to_csv(root / "budgets.csv", index=False)
     (root / "matching_budget.json").write_text(json.dumps(match, indent=2))
-    (root / "report.html").write_text(curve_html(cfg, specs[0].cfg, curve, match, budgets))
-    return {"curve": curve, "match": match, "budgets": budgets}
+    (root / "report.html").write_text(curve_html(cfg, specs[0].cfg, curve, match, budgets, effects))
+    return {"curve": curve, "effects": effects, "match": match, "budgets": budgets}
 
 
 def register(app: typer.Typer) -> None:
@@ -222,7 +219,8 @@ def register(app: typer.Typer) -> None:
         """AUC vs annotated fraction for Baseline, SelectiveKD, SelectiveKD* (nested, stratified budgets).
 
         Fields: out_dir, recipe, set, budgets, budget_seed, seeds, settings, level, group, reuse_from,
-        synth {n, seed}, jobs, threads, devices. Finished runs are reused.
+        synth {n, seed, val_exams, test_exams, ...}, jobs, threads, devices, choice (inline or a YAML file with
+        a `choice:` key, made on val), n_boot. Finished runs are reused.
         """
         from ..config import load_config
 
@@ -230,5 +228,8 @@ def register(app: typer.Typer) -> None:
         res = run_experiment(cfg)
         for s, b in res["match"]["budget"].items():
             where = "not reached" if b is None else f"{100 * b:.0f}% annotated"
-            typer.echo(f"  {s}: reaches the full-annotation Baseline (AUC {res['match']['target']:.3f}) at {where}")
+            nb = res["match"]["ci"][s]["not_below_full"]
+            ci_where = "at no budget" if nb is None else f"from {100 * nb:.0f}%"
+            typer.echo(f"  {s}: reaches the full-annotation Baseline (AUC {res['match']['target']:.3f}) at {where}"
+                       f" (mean curve); not significantly below it {ci_where}")
         typer.echo(f"report: {Path(cfg.out_dir) / 'report.html'}")

@@ -118,3 +118,39 @@ def test_analyse_compares_ablations_with_their_setting_the_baseline_and_students
     same = res["effects"].query("a == 'kd@continued' and b == 'kd' and group == 'overall'").iloc[0]
     assert same["delta"] == 0.0  # a constant shift changes no AUC
     assert "kd@continued" not in set(res["aucs"]["setting"])  # per-seed DeLong tables: main runs only
+
+
+def _curve_preds(aucs_of: dict[str, float], seeds=range(3), n: int = 900) -> dict:
+    """(seed, 'setting@budget') predictions whose separation grows with ``aucs_of[key]`` (a shift of the positives)."""
+    out = {}
+    label = (np.arange(n) % 3 == 0).astype(int)
+    vendor = np.where(np.arange(n) < n // 2, "Hologic", "GE")
+    for seed in seeds:
+        for k, (key, shift) in enumerate(aucs_of.items()):
+            score = label * shift + np.random.default_rng([seed, k, 5]).normal(0, 1, n)
+            out[(seed, key)] = pd.DataFrame({"exam_id": [f"e{i // 2}" for i in range(n)],
+                                             "laterality": ["L", "R"] * (n // 2), "score": score,
+                                             "label": label, "vendor": vendor})  # fmt: skip
+    return out
+
+
+def test_annotation_curve_points_effects_and_matching():
+    """A student at 25% as good as the Baseline at 100%, a worse one that never gets there."""
+    from breastssl.experiments._dbt_curve import analyse_curve, ci_matching
+
+    shifts = {"baseline@10": 0.3, "baseline@25": 0.6, "baseline@100": 1.5,
+              "selective_kd@10": 0.9, "selective_kd@25": 1.5, "selective_kd@100": 1.6,
+              "selective_kd_weak@10": 0.1, "selective_kd_weak@25": 0.2, "selective_kd_weak@100": 0.3}  # fmt: skip
+    res = analyse_curve(_curve_preds(shifts), "breast", "overall", n_boot=300)
+    curve, eff = res["curve"], res["effects"]
+    assert len(curve) == 9 and set(curve["budget"]) == {0.1, 0.25, 1.0}
+    assert ((curve["ci_low"] <= curve["auc_mean"]) & (curve["auc_mean"] <= curve["ci_high"])).all()
+    row = curve[(curve["setting"] == "baseline") & (curve["budget"] == 1.0)].iloc[0]
+    assert row["auc_mean"] > 0.8 and row["seeds"] == 3 and row["auc_sd"] > 0
+    same = eff[(eff["setting"] == "selective_kd") & (eff["budget"] == 0.1) & (eff["vs_budget"] == 0.1)].iloc[0]
+    assert same["ci_low"] > 0 and same["seeds_positive"] == 3  # much better than its own budget's Baseline
+    skd, weak = ci_matching(eff, "selective_kd"), ci_matching(eff, "selective_kd_weak")
+    assert skd["not_below_full"] == 0.25  # 25% and 100% reach the full Baseline, 10% is below it
+    assert skd["matches_baseline_at"]["0.25"] == 1.0 and skd["matches_baseline_at"]["0.1"] == 0.25
+    assert weak["not_below_full"] is None and weak["matches_baseline_at"]["1"] == 0.1
+    assert ci_matching(eff, "baseline")["not_below_full"] == 1.0
