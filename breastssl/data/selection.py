@@ -15,17 +15,22 @@ SWEEP_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def near_lesion(table: pd.DataFrame, lesions: pd.DataFrame | None, halfwidth: int = 1) -> np.ndarray:
-    """Per row of ``table`` (image_id, slice): within ``halfwidth`` slices of a malignant lesion's key slice.
+    """Per row of ``table`` (image_id, slice): within a malignant lesion's extent in depth.
 
-    On synthetic data the lesions table also holds the truth of weak stacks; rows of stacks with no lesion
-    row are False. Returns a bool array aligned with ``table``.
+    The extent is its key slice ± ``halfwidth``, or ± its ``half_depth`` column (slices where the synthetic
+    lesion keeps half its contrast) where that is wider. On synthetic data the lesions table also holds
+    the truth of weak stacks; rows of stacks with no lesion row are False. Returns a bool array aligned
+    with ``table``.
     """
     if lesions is None or not len(lesions):
         return np.zeros(len(table), dtype=bool)
-    mal = lesions[lesions["lesion_class"].astype(str) == "malignant"][["image_id", "slice"]]
+    cols = ["image_id", "slice", *(["half_depth"] if "half_depth" in lesions else [])]
+    mal = lesions[lesions["lesion_class"].astype(str) == "malignant"][cols]
     keys = mal.astype({"image_id": str, "slice": int}).rename(columns={"slice": "key"})
+    reach = np.maximum(keys.pop("half_depth").fillna(0).to_numpy(float), halfwidth) if len(cols) == 3 else halfwidth
+    keys = keys.assign(reach=reach)
     m = table[["image_id", "slice"]].reset_index().merge(keys, on="image_id", how="left")
-    m["near"] = (m["slice"] - m["key"]).abs() <= halfwidth
+    m["near"] = (m["slice"] - m["key"]).abs() <= m["reach"]
     return m.groupby("index")["near"].any().reindex(range(len(table)), fill_value=False).to_numpy(bool)
 
 

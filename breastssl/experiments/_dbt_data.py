@@ -33,6 +33,7 @@ class SynthSpec(Section):
     test_exams: int | None = Field(None, ge=4, description="exams of a separately generated, enriched test split")
     eval_cancer_share: float = Field(0.6, gt=0, lt=1, description="share of eval exams with a cancer breast")
     eval_vendor_balanced: bool = Field(True, description="eval exams split equally over the vendors")
+    set: list[str] = Field([], description="generator overrides for every set, e.g. lesion_depth_factor=4")
 
     @property
     def powered(self) -> bool:
@@ -42,7 +43,7 @@ class SynthSpec(Section):
 def _eval_overrides(spec: SynthSpec) -> list[str]:
     rest = 1.0 - spec.eval_cancer_share  # benign : normal kept at the generator's 45 : 35
     mix = {"cancer": spec.eval_cancer_share, "benign": rest * 45 / 80, "normal": rest * 35 / 80}
-    sets = [f"exam_mix={mix}", "splits={'test': 1.0}"]
+    sets = [*spec.set, f"exam_mix={mix}", "splits={'test': 1.0}"]
     if spec.eval_vendor_balanced:
         sets.append("vendor_weights=[1.0, 1.0, 1.0]")
     return sets
@@ -80,9 +81,9 @@ def ensure_dbt_data(manifest: Path, synth: SynthSpec | None, echo=print) -> None
     root = manifest.parent
     if not synth.powered:
         echo(f"generating {synth.n} synthetic DBT exams into {root} (seed {synth.seed})")
-        run_synth("dbt", root, n=synth.n, seed=synth.seed, fmt="npy", quiet=True)
+        run_synth("dbt", root, n=synth.n, seed=synth.seed, fmt="npy", overrides=list(synth.set), quiet=True)
         return
-    parts = [("train_set", synth.n, synth.seed, "", None, [])]
+    parts = [("train_set", synth.n, synth.seed, "", None, list(synth.set))]
     if synth.val_exams:
         parts.append(("powered_val", synth.val_exams, synth.seed + 1000, "val-", "val", _eval_overrides(synth)))
     if synth.test_exams:

@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from ..config import Section
+from ..errors import UserError
 
 TUNE_DIR = "tune"
 
@@ -141,6 +142,21 @@ def choose_threshold(cfg: Any, table: pd.DataFrame, choice: dict[str, dict[str, 
         ranked = sorted((x for x in order if x in means.index), key=lambda x: (-means[x], order.index(x)))
         if ranked:
             c["threshold"] = ranked[0]
+
+
+def resolve_choice(choice: dict | str | None) -> dict | None:
+    """The validated choice per student setting: given inline, or read from a YAML file's ``choice:`` key."""
+    if choice is None or isinstance(choice, dict):
+        return choice
+    import yaml
+
+    path = Path(choice)
+    if not path.is_file():
+        raise UserError(f"choice: {path} is not a file")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("choice"), dict):
+        raise UserError(f"choice: {path} has no `choice:` mapping of student settings")
+    return doc["choice"]
 
 
 def choice_overrides(choice: dict[str, dict[str, str]] | None, setting: str) -> list[str]:

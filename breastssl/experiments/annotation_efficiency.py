@@ -100,21 +100,6 @@ def _same_run(a: Any, b_dir: Path) -> bool:
     return a.model_dump(exclude=strip) == b.model_dump(exclude=strip)
 
 
-def resolve_choice(choice: dict | str | None) -> dict | None:
-    """The validated choice per student setting: given inline, or read from a YAML file's ``choice:`` key."""
-    if choice is None or isinstance(choice, dict):
-        return choice
-    import yaml
-
-    path = Path(choice)
-    if not path.is_file():
-        raise UserError(f"choice: {path} is not a file")
-    doc = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(doc, dict) or not isinstance(doc.get("choice"), dict):
-        raise UserError(f"choice: {path} has no `choice:` mapping of student settings")
-    return doc["choice"]
-
-
 def _budget_specs(
     cfg: AnnotationEfficiencyConfig, bdir: Path, fraction: float, seed: int, data_sets: list[str], choice: dict | None
 ):
@@ -150,6 +135,8 @@ def curve_specs(cfg: AnnotationEfficiencyConfig, root: Path) -> tuple[list[Any],
     data_root = manifest_path.parent
     manifest = read_table(manifest_path)
     lesions_src = Path(base.data.lesions) if base.data.lesions else data_root / "lesions.csv"
+    from ._dbt_tune import resolve_choice
+
     choice = resolve_choice(cfg.choice)
     budgets, data_of = [], {}
     for fraction in sorted(set(cfg.budgets)):
@@ -230,6 +217,8 @@ def register(app: typer.Typer) -> None:
             where = "not reached" if b is None else f"{100 * b:.0f}% annotated"
             nb = res["match"]["ci"][s]["not_below_full"]
             ci_where = "at no budget" if nb is None else f"from {100 * nb:.0f}%"
-            typer.echo(f"  {s}: reaches the full-annotation Baseline (AUC {res['match']['target']:.3f}) at {where}"
-                       f" (mean curve); not significantly below it {ci_where}")
+            typer.echo(
+                f"  {s}: reaches the full-annotation Baseline (AUC {res['match']['target']:.3f}) at {where}"
+                f" (mean curve); not significantly below it {ci_where}"
+            )
         typer.echo(f"report: {Path(cfg.out_dir) / 'report.html'}")

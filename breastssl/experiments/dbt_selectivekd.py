@@ -22,7 +22,7 @@ from ..config import Section
 from ..errors import UserError
 from ._dbt_data import SynthSpec, ensure_dbt_data
 from ._dbt_tables import LABELS, STRATEGY
-from ._dbt_tune import Ablation, TuneSpec, choice_overrides
+from ._dbt_tune import Ablation, TuneSpec, choice_overrides, resolve_choice
 
 __all__ = ["DBTSelectiveKDConfig", "SynthSpec", "ensure_data", "run_experiment"]
 
@@ -44,10 +44,10 @@ class DBTSelectiveKDConfig(Section):
     threads: int = Field(1, ge=1, description="CPU threads per run")
     devices: list[str] = Field([], description="GPU ids handed to concurrent runs, e.g. ['0', '1']")
     tune: TuneSpec | None = Field(None, description="choose composition and student_init on the val split first")
-    choice: dict[str, dict[str, str | float]] | None = Field(
+    choice: dict[str, dict[str, str | float]] | str | None = Field(
         None,
-        description="without tune: a choice made earlier on val, per student setting {composition, student_init} "
-        "(e.g. a powered benchmark's tune_choice.json)",
+        description="without tune: a choice made earlier on val, per student setting {composition, student_init, "
+        "threshold}, or a YAML file with a `choice:` key (e.g. configs/dbt_selectivekd_validated.yaml)",
     )
     ablations: list[Ablation] = Field([], description="one-change experiments on the test split, every seed")
     n_boot: int = Field(1000, ge=100, description="bootstrap replicates (seeds × test cases) of every CI")
@@ -191,10 +191,10 @@ def run_experiment(cfg: DBTSelectiveKDConfig, echo: Any = typer.echo) -> dict[st
 
     root = Path(cfg.out_dir)
     ensure_data(cfg.recipe, cfg.set, cfg.synth)
-    bad = sorted(set(cfg.choice or {}) - (set(LABELS) - {"baseline"}))
+    choice, tune_table = resolve_choice(cfg.choice), pd.DataFrame()
+    bad = sorted(set(choice or {}) - (set(LABELS) - {"baseline"}))
     if bad:
         raise UserError(f"choice: {bad} are not student settings; choose from {sorted(set(LABELS) - {'baseline'})}")
-    choice, tune_table = cfg.choice, pd.DataFrame()
     if cfg.tune is not None:
         bases = {s.name: s for s in table1_specs(cfg, root) if s.name.endswith("/baseline")}
         echo(f"{RUN_TAG}: choosing composition and student_init on the {cfg.tune.split!r} split")

@@ -150,3 +150,11 @@ def test_selection_sweep_counts_pool_and_lesion_precision_on_hand_built_stacks()
     assert overall["pool"] == 13 and overall["selected"] == 3  # C's slices 5, 6, 7 have score > 0.5
     assert overall["near_lesion_share"] == pytest.approx(2 / 3)  # 5 and 6 are within ±1 of the key slice
     assert overall["selected_raw"] > overall["selected"]  # the inflated raw scores admit more
+
+
+def test_near_lesion_follows_a_lesions_depth_extent_where_known():
+    table = pd.DataFrame({"image_id": ["C"] * 8, "slice": range(8)})
+    deep = pd.DataFrame([{"image_id": "C", "slice": 4, "lesion_class": "malignant", "half_depth": 2.6}])
+    assert table["slice"][near_lesion(table, deep)].tolist() == [2, 3, 4, 5, 6]
+    thin = deep.assign(half_depth=0.4)  # never narrower than the annotation's ±1
+    assert table["slice"][near_lesion(table, thin)].tolist() == [3, 4, 5]

@@ -86,3 +86,20 @@ def test_stratified_budgets_are_nested_and_proportional():
     assert sets[0.5] != t.stratified_budget(exams, 0.5, seed=4)
     with pytest.raises(ValueError):
         t.stratified_budget(exams, 0.0, seed=0)
+
+
+def test_a_validated_choice_is_read_inline_or_from_a_yaml_file(tmp_path):
+    from breastssl.errors import UserError
+    from breastssl.experiments._dbt_tune import choice_overrides, resolve_choice
+
+    inline = {"selective_kd": {"composition": "fixed", "student_init": "teacher", "threshold": 0.3}}
+    assert resolve_choice(inline) is inline and resolve_choice(None) is None
+    f = tmp_path / "validated.yaml"
+    f.write_text("choice:\n  selective_kd: {composition: fixed, student_init: teacher, threshold: 0.3}\n")
+    assert resolve_choice(str(f)) == inline
+    assert "strategy.threshold=0.3" in choice_overrides(resolve_choice(str(f)), "selective_kd")
+    with pytest.raises(UserError, match="not a file"):
+        resolve_choice(str(tmp_path / "missing.yaml"))
+    (tmp_path / "empty.yaml").write_text("tune: {}\n")
+    with pytest.raises(UserError, match="no `choice:`"):
+        resolve_choice(str(tmp_path / "empty.yaml"))

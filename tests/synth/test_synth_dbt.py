@@ -134,3 +134,23 @@ def test_class_proportions_and_plan_reproducible():
         assert abs(frac[cls] - target) < 0.04
     vendors = pd.Series([p["vendor"] for p in plans]).value_counts(normalize=True)
     assert abs(vendors["Hologic"] - 0.52) < 0.04
+
+
+def test_lesion_depth_factor_widens_the_visible_extent():
+    """lesion_depth_factor=4 keeps a lesion visible further from its key slice, and half_depth records it."""
+    from breastssl.data.synth.dbt_dataset import lesion_cnr
+
+    def near_cnr(factor: float) -> tuple[float, float]:
+        cfg = DBTSynthConfig(height=64, width=48, lesion_depth_factor=factor)
+        cnr, depth = [], []
+        for i in range(30):
+            for s in generate_exam(cfg, 11, i)[1]:
+                for les in s.lesions:
+                    z = les.key_slice + 3 if les.key_slice + 3 < s.stored.shape[0] else les.key_slice - 3
+                    cnr.append(lesion_cnr(s.stored, les.mask, z))
+                    depth.append(les.half_depth)
+        return float(np.mean(cnr)), float(np.mean(depth))
+
+    (thin_cnr, thin_depth), (deep_cnr, deep_depth) = near_cnr(1.0), near_cnr(4.0)
+    assert 0.5 < thin_depth < 2.0 and deep_depth > 2.5 * thin_depth
+    assert deep_cnr > 2 * max(thin_cnr, 0.1)  # 3 slices off the key slice: faded at 1, still visible at 4

@@ -51,6 +51,12 @@ class DBTSynthConfig(Section):
     lesion_radius_px: dict[str, tuple[float, float]] = {"malignant": (3.0, 6.5), "benign": (2.6, 5.5)}
     lesion_contrast: dict[str, tuple[float, float]] = {"malignant": (0.28, 0.6), "benign": (0.15, 0.45)}
     spiculation: float = Field(1.0, ge=0, description="scale of malignant spicule density (0 = none)")
+    lesion_depth_factor: float = Field(
+        1.0,
+        gt=0,
+        description="scale of a lesion's depth extent (1: at ≥ half contrast over key ±1.8 slices, ~23% "
+        "of the stack; 2: ±3.5, ~35%, like a 15 mm mass in 40–70 mm of compressed breast)",
+    )
     splits: dict[str, float] = {"train": 0.6, "val": 0.15, "test": 0.25}
     vendor_overrides: dict[str, dict[str, float | int | str]] = {}
 
@@ -65,6 +71,7 @@ class Lesion:
     mask: np.ndarray
     radius_px: float
     contrast: float
+    half_depth: float = 0.0  # slices from the key slice within which the lesion keeps ≥ half its contrast
 
 
 @dataclass
@@ -107,6 +114,11 @@ def _slice_weights(n_slices: int, key: float, half_thickness: float, spread: flo
     return np.exp(-0.5 * (beyond / max(spread, 1e-3)) ** 2)
 
 
+def visible_half_depth(half_t: float, spread: float) -> float:
+    """Slices from the key slice within which ``_slice_weights`` stays ≥ 0.5 (the lesion's visible extent)."""
+    return half_t + max(spread, 1e-3) * float(np.sqrt(2 * np.log(2)))
+
+
 def _render_lesion(
     att: np.ndarray, shape: LesionShape, key: int, half_t: float, contrast: float, vendor: VendorModel, body: np.ndarray
 ) -> None:
@@ -146,7 +158,7 @@ def render_breast(
         radius = float(lrng.uniform(*cfg.lesion_radius_px[kind])) * zoom
         contrast = float(lrng.uniform(*cfg.lesion_contrast[kind]))
         key = int(np.clip(round(d * lrng.uniform(0.25, 0.75)), 1, d - 2))
-        half_t = radius / zoom * 0.1 / vendor.slice_thickness_mm * cfg.depth_scale * 3.0
+        half_t = radius / zoom * 0.1 / vendor.slice_thickness_mm * cfg.depth_scale * 3.0 * cfg.lesion_depth_factor
         cy, cx = place_in_breast(shape, radius, rng)
         srng = rng_for(seed, index, 200 + view_index * 10 + j)
         if kind == "malignant" and cfg.spiculation != 1.0:
@@ -154,15 +166,16 @@ def render_breast(
             les = malignant_lesion(h, w, cy, cx, radius, srng, n_spicules=n)
         else:
             les = lesion_shape(kind, h, w, cy, cx, radius, srng)
-        _render_lesion(att, les, key, max(half_t, 0.6), contrast, vendor, body)
-        lesions.append((kind, key, les, radius, contrast))
+        half_t = max(half_t, 0.6)
+        _render_lesion(att, les, key, half_t, contrast, vendor, body)
+        lesions.append((kind, key, les, radius, contrast, visible_half_depth(half_t, vendor.depth_spread * half_t)))
     stored, window = acquire(att, body[None], vendor, rng)
     if laterality == "R":  # display convention: right breast with the chest wall on the right
         stored = stored[:, :, ::-1]
     out = []
-    for kind, key, les, radius, contrast in lesions:
+    for kind, key, les, radius, contrast, half_depth in lesions:
         mask = les.mask[:, ::-1] if laterality == "R" else les.mask
-        out.append(Lesion(kind, key, mask_bbox(mask), np.ascontiguousarray(mask), radius, contrast))
+        out.append(Lesion(kind, key, mask_bbox(mask), np.ascontiguousarray(mask), radius, contrast, half_depth))
     return Stack(laterality, view, vendor.name, label, np.ascontiguousarray(stored), window, plan["density"], out)
 
 

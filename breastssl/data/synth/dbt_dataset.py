@@ -115,6 +115,7 @@ def _lesion_rows(out: Path, s: Stack, image_id: str, exam_id: str) -> list[dict[
                 "lesion_class": les.lesion_class,
                 "radius_px": round(les.radius_px, 3),
                 "contrast": round(les.contrast, 4),
+                "half_depth": round(les.half_depth, 3),
                 "cnr_key": round(lesion_cnr(s.stored, les.mask, les.key_slice), 3),
                 "cnr_far": round(lesion_cnr(s.stored, les.mask, int(far)), 3),
             }
