@@ -1,8 +1,9 @@
 """Losses shared by the strategies (DESIGN §5): per-sample terms and the SelectiveKD slice loss.
 
 Every per-sample function returns a (B,) tensor so that a strategy can switch terms on and off per
-slice with 0/1 flags. Sums over flagged samples divided by the batch size keep the graph when no
-sample is flagged (a zero with a gradient path), which the loop requires (see ``engine/strategy.py``).
+slice with 0/1 flags. Sums over flagged samples divided by the batch size (``flagged_mean``, eq. 1's
+per-slice mean) or by the flagged count (``set_mean``, a per-set mean) keep the graph when no sample
+is flagged (a zero with a gradient path), which the loop requires (see ``engine/strategy.py``).
 
 The SelectiveKD loss (seed 000, eq. 1), per slice x with augmented view x̃, student f(·;θ) and frozen
 teacher f(·;θt), both for the classification logit and the segmentation map::
@@ -44,6 +45,18 @@ def flagged_mean(values: Tensor, flags: Tensor) -> Tensor:
     per-slice loss of eq. 1, and keeps ranks of equal batch size exactly additive under DDP.
     """
     return (values * flags.to(values.dtype)).sum() / max(values.shape[0], 1)
+
+
+def set_mean(values: Tensor, flags: Tensor) -> Tensor:
+    """Σ flags·values / Σ flags for per-sample ``values`` (B,) and 0/1 ``flags`` (B,): a scalar.
+
+    The mean over the flagged items only (seed 002, eq. 4: each term averages over its own set), so a
+    term's weight does not shrink with its set's share of the batch. A batch with no flagged item gives
+    an exact 0 that still depends on ``values`` (the graph stays connected, no 0/0). Under DDP the loop
+    averages the ranks' values: a mean of per-rank set means, not the set mean of the global batch.
+    """
+    flags = flags.to(values.dtype)
+    return (values * flags).sum() / flags.sum().clamp(min=1.0)
 
 
 def selectivekd_loss(

@@ -6,16 +6,20 @@ Lesion points. For each ground-truth box (x1, y1, x2, y2) in input pixels, 9 loc
     4 (cx, cy)                                      centre
     5 (cx, y1)  6 (cx, y2)  7 (x1, cy)  8 (x2, cy)   edge midpoints: top, bottom, left, right
 
-are sampled on the C5 map by **bilinear** interpolation. Pixel x maps to feature column x / stride − 0.5
-(feature cell j covers pixels [j·s, (j+1)·s) and its value sits at the cell centre), clamped to the map
-(border padding). Per image the box vectors are averaged, then over the images that have boxes → (C, 9).
+are sampled on the C5 map by **bilinear** interpolation at their exact positions (as RoIAlign does), never rounded
+to a cell. Pixel x maps to feature column x / stride − 0.5 (feature cell j covers pixels [j·s, (j+1)·s) and its
+value sits at the cell centre), clamped to the map (border padding). Per image the box vectors are averaged, then
+over the images that have boxes → (C, 9). Bilinear sampling cannot invent structure finer than a cell: a box must
+span several C5 cells for its 9 vectors to differ, which is why the small-image demo dilates C5 (retinanet
+``dilate_c5``: stride 4, so a 12-px box spans 3 cells instead of 1.5).
 
 LsKD (student DBT points s, teacher mammography points t, both (C, 9); P = Linear(9, 9) on s)::
 
     L = α·T² · mean_c KL( softmax(t_c / T) ‖ softmax(P(s)_c / T) )      (softmax over the 9 points)
 
 computed as ``kl_div(log_softmax(P(s)/T), softmax(t/T), reduction="batchmean")`` over the C channel rows.
-Paper defaults: T = 4, α = 2.
+Paper defaults: T = 4, α = 2. :func:`point_entropy` is the mean entropy of softmax(t_c / T) (maximum log 9), logged
+during training: at or near log 9 the teacher's points carry no spatial pattern for the student to match.
 
 ImPA (teacher training; pos = lesion point vectors (N, C), neg = feature vectors at random locations outside
 every box (M, C))::
@@ -74,6 +78,17 @@ def lskd_loss(
     p_teacher = F.softmax(teacher.detach() / temperature, dim=-1)
     kl = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
     return alpha * temperature**2 * kl
+
+
+def point_entropy(points: Tensor, temperature: float = 4.0) -> Tensor:
+    """points (C, 9) → scalar mean over channels of the entropy of softmax(points_c / T) over the 9 points.
+
+    The distribution LsKD matches (the teacher's, for the training log). Its maximum, log 9 ≈ 2.197, is reached
+    when the 9 point vectors are equal (a box inside one feature cell), so the distance below log 9 says how
+    much spatial structure within a lesion there is to distil. Detached: a diagnostic, never a loss.
+    """
+    p = F.softmax(points.detach().float() / temperature, dim=-1)
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean()
 
 
 def image_kd_loss(student: Tensor, teacher: Tensor, temperature: float = 4.0, alpha: float = 2.0) -> Tensor:

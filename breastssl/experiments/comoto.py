@@ -6,8 +6,11 @@ students trained by the one loop (``engine.fit``) on the same paired batches (DB
 each). Every student is run over every slice of the test volumes, per-slice boxes are merged across slices
 (``inference.dbt_merge``) and scored with the BCS-DBT FROC (``metrics.froc_dbt``): mean sensitivity at 1–4
 FP/volume over positive volumes. The synthetic images are ~80 px high, where the challenge's 100-px floor on the
-hit distance accepts any box in the right slices, so the table also gives the same rule with coordinates scaled
-to BCS-DBT pixels (2457 px high): then a hit must lie within half a GT diagonal of the lesion.
+hit distance accepts any box in the right slices, so the primary reading is the same rule with coordinates
+scaled to BCS-DBT pixels (2457 px high; a hit must lie within half a GT diagonal of the lesion, ``scaled_*``);
+the rule on the raw coordinates (``raw_*``: finding the lesion's slices and side) is the secondary reading.
+Every LsKD run also records the mean over its logged steps of ``loss_lskd`` and of the teacher's 9-point entropy
+(``lskd_teacher_entropy``; log 9 when the 9 points are indistinguishable).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ ROWS = {  # row → (strategy, teacher the student starts from / distils from: n
     "lskd_impa": ("comoto", "impa"),
 }
 BCS_ROWS = 2457.0  # height of a BCS-DBT volume in pixels
+MODEL_KEYS = ("size", "backbone", "width", "stages", "fpn", "dilate_c5", "anchor_sizes")  # one detector per out_dir
+ENTROPY_COLS = ["train_mean_lskd_teacher_entropy", "train_mean_loss_lskd"]  # LsKD rows only (NaN elsewhere)
 
 
 class ComotoExperimentConfig(Section):
@@ -47,6 +52,7 @@ class ComotoExperimentConfig(Section):
     stages: int = 3
     pretrained: bool = False
     fpn: bool = False
+    dilate_c5: bool = Field(False, description="dilate the backbone's last stage: C5 at half the stride (see README)")
     anchor_sizes: tuple[float, float, float] | None = (10.0, 14.0, 20.0)
     fractions: list[float] = Field([1.0, 0.1], description="fractions of DBT training patients (nested per seed)")
     seeds: list[int] = [0]
@@ -84,7 +90,7 @@ def _model(cfg: ComotoExperimentConfig) -> Any:
 
     return create_model(
         "retinanet", backbone=cfg.backbone, width=cfg.width, stages=cfg.stages, pretrained=cfg.pretrained,
-        fpn=cfg.fpn, anchor_sizes=cfg.anchor_sizes, score_thresh=0.001, detections_per_img=20,
+        fpn=cfg.fpn, dilate_c5=cfg.dilate_c5, anchor_sizes=cfg.anchor_sizes, score_thresh=0.001, detections_per_img=20,
     )  # fmt: skip
 
 
@@ -151,7 +157,7 @@ def _evaluate(model: Any, data: _Data) -> tuple[dict[str, float], pd.DataFrame]:
     size = data.cfg.size
     volumes = ((r, load_stack(r, data.dbt_root, size)) for r in man.to_dict("records"))
     pred = predict_volumes(model, volumes, lambda r: (size[1] / r["columns"], size[0] / r["rows"]), data.cfg.iou_merge)
-    res = {"raw_" + k: v for k, v in froc_dbt(pred, boxes, labels).items()}
+    raw = {"raw_" + k: v for k, v in froc_dbt(pred, boxes, labels).items()}
     rows = man.set_index(["StudyUID", "View"])["rows"]  # scale every coordinate to BCS-DBT pixels
     f_pred = BCS_ROWS / rows.reindex(pd.MultiIndex.from_frame(pred[["StudyUID", "View"]])).to_numpy(float)
     f_box = BCS_ROWS / rows.reindex(pd.MultiIndex.from_frame(boxes[["StudyUID", "View"]])).to_numpy(float)
@@ -159,8 +165,8 @@ def _evaluate(model: Any, data: _Data) -> tuple[dict[str, float], pd.DataFrame]:
     for c in ("X", "Y", "Width", "Height"):
         sp[c] = sp[c].astype(float) * f_pred
         sb[c] = sb[c].astype(float) * f_box
-    res.update({"scaled_" + k: v for k, v in froc_dbt(sp, sb, labels).items()})
-    return res, pred
+    res = {"scaled_" + k: v for k, v in froc_dbt(sp, sb, labels).items()}  # the primary reading comes first
+    return res | raw, pred
 
 
 def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
@@ -172,6 +178,7 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
 
     torch.set_num_threads(1)
     out = Path(cfg.out_dir)
+    _claim_out_dir(out, cfg)
     _synth("dbt", Path(cfg.dbt_dir), cfg.synth_n[0])
     _synth("mammo", Path(cfg.mammo_dir), cfg.synth_n[1])
     data = _Data(cfg)
@@ -200,9 +207,9 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
                     done.write_text(json.dumps(res, indent=1))
                 res = json.loads(done.read_text())
                 results.append(res)
-                typer.echo(f"seed {seed} frac {fraction:g} {row:12s} mean sens raw "
-                           f"{res['raw_mean_sensitivity_positive']:.3f} scaled "
-                           f"{res['scaled_mean_sensitivity_positive']:.3f}")  # fmt: skip
+                typer.echo(f"seed {seed} frac {fraction:g} {row:12s} mean sens BCS scale "
+                           f"{res['scaled_mean_sensitivity_positive']:.3f} (raw "
+                           f"{res['raw_mean_sensitivity_positive']:.3f})")  # fmt: skip
     table = pd.DataFrame(results)
     table.to_csv(out / "results.csv", index=False)
     summary = _summary(table)
@@ -210,6 +217,30 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
     (out / "report.html").write_text(_report(cfg, table, summary))
     (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return table
+
+
+def _claim_out_dir(out: Path, cfg: ComotoExperimentConfig) -> None:
+    """Refuse an out_dir whose runs used another detector, else record this one in ``comoto_detector.json``.
+
+    Finished runs are reused and interrupted ones resumed from their checkpoints, whose weights have the same
+    shapes whatever the C5 stride: a mismatch would silently mix detectors. Runs older than that file were made
+    before ``dilate_c5`` existed, i.e. without it.
+    """
+    from ..errors import UserError
+
+    want = cfg.model_dump(mode="json", include=set(MODEL_KEYS))
+    path = out / "comoto_detector.json"
+    if path.is_file():
+        have = json.loads(path.read_text())
+    elif any(out.glob("seed*")):
+        have = {**want, "dilate_c5": False}
+    else:
+        have = want
+    if have != want:
+        diff = ", ".join(f"{k}: {have.get(k)} there, {want[k]} now" for k in MODEL_KEYS if have.get(k) != want[k])
+        raise UserError(f"{out} holds CoMoTo runs of another detector ({diff}): choose another out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(want, indent=1))
 
 
 def _student_run(
@@ -238,14 +269,32 @@ def _student_run(
     metrics, pred = _evaluate(student, data)
     pred.to_csv(run_dir / "predictions_volume.csv", index=False)
     losses = {f"train_{k}": float(v) for k, v in fit_res.metrics.items() if k.startswith("loss")}
-    return {"seed": seed, "fraction": fraction, "row": row, **counts, **metrics, **losses}
+    logged = _logged_means(run_dir, ("loss_lskd", "lskd_teacher_entropy"))
+    return {"seed": seed, "fraction": fraction, "row": row, **counts, **metrics, **losses, **logged}
+
+
+def _logged_means(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
+    """``{"train_mean_<key>": mean over the logged steps of metrics.jsonl}`` for the keys a run logged (LsKD rows)."""
+    from ..engine.logger import METRICS_FILE
+
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return {}
+    log = pd.read_json(path, lines=True)
+    return {f"train_mean_{k}": float(log[k].mean()) for k in keys if k in log and log[k].notna().any()}
 
 
 def _summary(table: pd.DataFrame) -> pd.DataFrame:
-    cols = ["raw_mean_sensitivity_positive", "scaled_mean_sensitivity_positive", "scaled_sensitivity_at_2_fps_all"]
+    cols = ["scaled_mean_sensitivity_positive", "scaled_sensitivity_at_2_fps_all", "raw_mean_sensitivity_positive"]
+    cols += [c for c in ENTROPY_COLS if c in table]
     g = table.groupby(["fraction", "row"], sort=False)[cols]
     s = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_sd")).join(g.size().rename("n_seeds"))
     return s.reset_index()
+
+
+def _fmt(value: float) -> str:
+    """A diagnostic to 4 decimals, "—" where a run has none (rows without LsKD)."""
+    return f"{value:.4f}" if np.isfinite(value) else "—"
 
 
 def _report(cfg: ComotoExperimentConfig, table: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -253,27 +302,36 @@ def _report(cfg: ComotoExperimentConfig, table: pd.DataFrame, summary: pd.DataFr
     from ..reports.html import table as html_table
 
     def pm(r: pd.Series, key: str) -> str:
-        mean, sd = r[f"{key}_mean"], r[f"{key}_sd"]
+        mean, sd = r.get(f"{key}_mean", np.nan), r.get(f"{key}_sd", np.nan)
+        if not np.isfinite(mean):
+            return "—"  # a row that does not distil (no LsKD entropy), or results from before it was logged
         return f"{mean:.3f}" + ("" if not np.isfinite(sd) else f" ± {sd:.3f}")
 
-    rows = [[f"{r['fraction']:g}", r["row"], int(r["n_seeds"]), pm(r, "scaled_mean_sensitivity_positive"),
-             pm(r, "scaled_sensitivity_at_2_fps_all"), pm(r, "raw_mean_sensitivity_positive")]
+    keys = ["scaled_mean_sensitivity_positive", "scaled_sensitivity_at_2_fps_all", "raw_mean_sensitivity_positive"]
+    rows = [[f"{r['fraction']:g}", r["row"], int(r["n_seeds"]), *(pm(r, k) for k in keys + ENTROPY_COLS)]
             for _, r in summary.iterrows()]  # fmt: skip
-    head = ["DBT fraction", "row", "seeds", "mean sens 1–4 FP/vol (BCS scale)", "sens @2 FP/vol all (BCS scale)",
-            "mean sens 1–4 FP/vol (raw px)"]  # fmt: skip
-    keys = ["seed", "fraction", "row", "dbt_stacks", "dbt_positive_slices", "scaled_mean_sensitivity_positive"]
-    per = [[r[k] for k in keys] + [r["raw_mean_sensitivity_positive"]] for _, r in table.iterrows()]
+    head = ["DBT fraction", "row", "seeds", "mean sens 1–4 FP/vol (BCS scale, primary)",
+            "sens @2 FP/vol all (BCS scale)", "mean sens 1–4 FP/vol (raw px, secondary)",
+            "teacher 9-point entropy (max log 9)", "LsKD loss"]  # fmt: skip
+    per_keys = ["seed", "fraction", "row", "dbt_stacks", "dbt_positive_slices", *keys[::2]]
+    per = [[r[k] for k in per_keys] + [_fmt(r.get(k, np.nan)) for k in ENTROPY_COLS] for _, r in table.iterrows()]
     meta = [
-        f"RetinaNet backbone {cfg.backbone} (C5 only: {not cfg.fpn}), images {cfg.size}, teacher {cfg.teacher_steps} "
-        f"steps, students {cfg.student_steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}",
+        f"RetinaNet backbone {cfg.backbone} (C5 only: {not cfg.fpn}, dilated C5: {cfg.dilate_c5}), images "
+        f"{cfg.size}, teacher {cfg.teacher_steps} steps, students {cfg.student_steps} steps, batch "
+        f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}",
         f"LsKD / image KD: T = {cfg.temperature}, α = {cfg.alpha}; ImPA β = {cfg.impa_beta}; seeds {cfg.seeds}",
         "Metric: BCS-DBT FROC (froc_dbt) over the test volumes after per-slice detection and cross-slice merging. "
-        "'raw px': synthetic coordinates (the 100-px floor makes any box in the right slices a hit); "
-        "'BCS scale': coordinates scaled to 2457-px-high volumes.",
+        "Primary, 'BCS scale': coordinates scaled to 2457-px-high volumes (the box centre must lie within half a "
+        "lesion diagonal). Secondary, 'raw px': synthetic coordinates (the 100-px floor makes any box in the right "
+        "slices a hit).",
+        f"LsKD diagnostics, mean over the logged training steps: the entropy of the teacher's softmax(t/T) over the "
+        f"9 lesion points, averaged over channels (log 9 = {math.log(9):.4f} when the 9 points are "
+        "indistinguishable), and loss_lskd.",
     ]
     sections = [("Mean over seeds (± SD)", html_table(head, rows)),
                 ("Every run", html_table(["seed", "fraction", "row", "DBT stacks", "positive slices",
-                                          "mean sens (BCS scale)", "mean sens (raw)"], per))]  # fmt: skip
+                                          "mean sens (BCS scale)", "mean sens (raw)", "teacher entropy",
+                                          "LsKD loss"], per))]  # fmt: skip
     return page("CoMoTo: mammography → DBT lesion distillation", meta, sections)
 
 

@@ -87,7 +87,7 @@ def run_experiment(
     data: Path, out: Path, labeller: str = "tfidf", size: tuple[int, int] = (96, 64), seed: int = 0,
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
     rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4, seeds: list[int] | None = None,
-    full_share: float | None = None,
+    full_share: float | None = None, lesion_threshold: float = 0.25,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every cell (or those ``only`` selects, see :func:`_selected`) for every seed; write results.json and
     report.html.
@@ -130,7 +130,8 @@ def run_experiment(
             full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
             weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
             cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
-                                     p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=full_share)  # fmt: skip
+                                     p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=full_share,
+                                     lesion_threshold=lesion_threshold)  # fmt: skip
             spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
             log(f"seed {s} run {name}: {len(full_idx)} full + {len(weak_idx)} weak images")
             res = run_self_training(spec, train, soft, test, runs_dir / name)
@@ -140,7 +141,7 @@ def run_experiment(
     summary = {"nlp": nlp_metrics, "runs": results, "settings": {"size": list(size), "labeller": labeller,
                "steps_per_epoch": steps_per_epoch, "stage1_epochs": stage1_epochs, "round_epochs": round_epochs,
                "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs,
-               "seeds": seeds, "full_share": full_share}}  # fmt: skip
+               "seeds": seeds, "full_share": full_share, "lesion_threshold": lesion_threshold}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "report.html").write_text(render_report(summary), encoding="utf-8")
     return summary
@@ -196,8 +197,10 @@ def render_report(summary: dict[str, Any]) -> str:
             table(["run", "round", "p0", "TP", "FP", "FN", "TN", "unsure"], mining),
         )
     )
+    t = summary["settings"].get("lesion_threshold", 0.25)
     meta = [f"settings: {json.dumps(summary['settings'])}", "FROC: connected components of the probability map "
-            "(≥ 0.25) scored by their maximum; hit when IoU > 0.2; FPPI over all test images."]  # fmt: skip
+            f"(≥ t = {t}, the threshold mining's masks use too) scored by their maximum, continued below t by a "
+            "sweep of region thresholds (upper envelope); hit when IoU > 0.2; FPPI over all test images."]  # fmt: skip
     return page("Self-training with report soft labels (seed 002) — synthetic mammography", meta, sections)
 
 
@@ -229,6 +232,8 @@ def register(app: typer.Typer) -> None:
         seeds: str = typer.Option("", "--seeds", help="image-model seeds, e.g. 0,1,2 (default: --seed); mean ± SD"),
         full_share: float | None = typer.Option(None, "--full-share", min=0.01, max=1.0,
                                          help="share of each batch's positives/negatives from fully labelled images"),
+        lesion_threshold: float = typer.Option(0.25, "--lesion-threshold", min=0.01, max=0.99,
+                                               help="t: mining's mask-positive decision and the FROC's regions"),
     ) -> None:  # fmt: skip
         """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports."""
         from ..commands.common import console
@@ -242,6 +247,6 @@ def register(app: typer.Typer) -> None:
         res = run_experiment(
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
             round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
-            seeds=_parse_seeds(seeds), full_share=full_share,
+            seeds=_parse_seeds(seeds), full_share=full_share, lesion_threshold=lesion_threshold,
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")

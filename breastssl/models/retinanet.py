@@ -9,7 +9,7 @@ either losses or detections and never the feature map that distillation needs.
 ``forward(images, targets=None)`` returns a dict (DESIGN §4):
 
 - ``features``: list of the backbone's stage maps, the last is C5 (B, C, H/s, W/s); ``c5`` is that map and
-  ``stride`` its stride s in input pixels (8 for the ``tiny`` backbone, 32 for ResNets)
+  ``stride`` its stride s in input pixels (8 for the ``tiny`` backbone, 32 for ResNets; halved by ``dilate_c5``)
 - ``logits``: (B,) image-level lesion logit, the max over all anchors ((B, K) for K > 1 classes)
 - ``mask_logits`` (when ``seg_decoder``): (B, 1, H, W) detection heatmap logit: per pixel, the max over anchors
   of sigmoid(score) × soft inside-the-decoded-box, rendered on the C5 grid and upsampled (for viewing and
@@ -48,20 +48,25 @@ class TinyC5(nn.Module):
     """A small CPU backbone: ``stages`` stride-2 conv-BN-ReLU stages of width w·2^k (capped at 8w).
 
     (B, in_chans, H, W) → list of (B, C_k, H/2^(k+1), W/2^(k+1)); the last map plays C5 (stride 2^stages).
+    ``dilate_c5``: the last stage keeps its input's resolution (stride 1) and dilates its second conv by 2, so
+    C5 has stride 2^(stages−1) with the same backbone receptive field (DeepLab's output stride; torchvision's
+    ``replace_stride_with_dilation``) and the same parameters; the head's 3×3 convs then see half the context.
     """
 
-    def __init__(self, in_chans: int = 1, width: int = 16, stages: int = 3) -> None:
+    def __init__(self, in_chans: int = 1, width: int = 16, stages: int = 3, dilate_c5: bool = False) -> None:
         super().__init__()
         chans = [min(width * 2**k, 8 * width) for k in range(stages)]
         self.channels = chans
+        self.stride = 2 ** (stages - 1 if dilate_c5 else stages)
         self.stages = nn.ModuleList()
-        for c_in, c_out in zip([in_chans, *chans[:-1]], chans, strict=True):
+        for k, (c_in, c_out) in enumerate(zip([in_chans, *chans[:-1]], chans, strict=True)):
+            dilate = dilate_c5 and k == stages - 1
             self.stages.append(
                 nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                    nn.Conv2d(c_in, c_out, 3, stride=1 if dilate else 2, padding=1, bias=False),
                     nn.BatchNorm2d(c_out),
                     nn.ReLU(inplace=True),
-                    nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                    nn.Conv2d(c_out, c_out, 3, padding=2 if dilate else 1, dilation=2 if dilate else 1, bias=False),
                     nn.BatchNorm2d(c_out),
                     nn.ReLU(inplace=True),
                 )
@@ -78,13 +83,21 @@ class TinyC5(nn.Module):
 class ResNetStages(nn.Module):
     """A torchvision ResNet cut into stem + C2..C5; ``in_chans`` ≠ 3 sums the pretrained RGB filters.
 
-    (B, in_chans, H, W) → [C2 (s 4), C3 (s 8), C4 (s 16), C5 (s 32)].
+    (B, in_chans, H, W) → [C2 (s 4), C3 (s 8), C4 (s 16), C5 (s 32)]; ``dilate_c5`` (ResNet-50 only: torchvision
+    dilates Bottleneck blocks, not BasicBlocks) replaces C5's stride by dilation → C5 at stride 16.
     """
 
-    def __init__(self, name: str, in_chans: int = 1, pretrained: bool = False) -> None:
+    def __init__(self, name: str, in_chans: int = 1, pretrained: bool = False, dilate_c5: bool = False) -> None:
         super().__init__()
+        if dilate_c5 and name != "resnet50":
+            raise ConfigError(f"retinanet dilate_c5 needs the resnet50 or tiny backbone, not {name!r}")
         # ImageNet weights download once through torchvision when asked for (DESIGN §9: only then)
-        net = (resnet50 if name == "resnet50" else resnet18)(weights="IMAGENET1K_V1" if pretrained else None)
+        weights = "IMAGENET1K_V1" if pretrained else None
+        if name == "resnet50":
+            net = resnet50(weights=weights, replace_stride_with_dilation=[False, False, dilate_c5])
+        else:
+            net = resnet18(weights=weights)
+        self.stride = 16 if dilate_c5 else 32
         if in_chans != 3:
             w = net.conv1.weight.detach()
             net.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
@@ -126,7 +139,7 @@ class RetinaNetDetector(nn.Module):
         self.num_classes = num_classes
         self.heatmap = heatmap
         chans = list(encoder.channels)
-        self.stride = 2 ** (len(chans) + (0 if isinstance(encoder, TinyC5) else 1))  # ResNet: stem /4, C2 /4 … C5 /32
+        self.stride = int(encoder.stride)  # C5's stride in input pixels: where the lesion points are sampled
         self.neck = FeaturePyramidNetwork(chans[-3:], fpn_channels) if fpn else None
         levels = 3 if fpn else 1
         # one anchor size set per level; an FPN doubles the sizes per level as RetinaNet does
@@ -229,15 +242,17 @@ class _NullBackbone(nn.Module):
         raise RuntimeError("RetinaNetDetector runs its own encoder")
 
 
-def build_encoder(backbone: str, in_chans: int, pretrained: bool, width: int, stages: int) -> nn.Module:
+def build_encoder(
+    backbone: str, in_chans: int, pretrained: bool, width: int, stages: int, dilate_c5: bool = False
+) -> nn.Module:
     """The backbone by name: ``resnet50`` (paper), ``resnet18``, or ``tiny`` (CPU tests and demo)."""
     if backbone not in BACKBONES:
         raise ConfigError(f"retinanet backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
     if backbone == "tiny":
         if pretrained:
             raise ConfigError("the tiny retinanet backbone has no pretrained weights")
-        return TinyC5(in_chans, width, stages)
-    return ResNetStages(backbone, in_chans, pretrained)
+        return TinyC5(in_chans, width, stages, dilate_c5)
+    return ResNetStages(backbone, in_chans, pretrained, dilate_c5)
 
 
 @register_model("retinanet", tiny={"backbone": "tiny", "width": 4, "seg_decoder": True})
@@ -257,6 +272,7 @@ def retinanet(
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
     score_thresh: float = 0.05,
     detections_per_img: int = 100,
+    dilate_c5: bool = False,
 ) -> RetinaNetDetector:
     """RetinaNet, lesion vs background. Paper: ``backbone="resnet50"``, one C5 level (``fpn=False``).
 
@@ -264,9 +280,11 @@ def retinanet(
     ``decoder_width`` and ``channels_last`` are accepted for the shared model config and unused (channels-last
     training: ``train.channels_last``). ``anchor_sizes``
     (pixels, 3 scales × 3 ratios = 9 anchors per location): default 2^(k/3)·32 for ResNets at stride 32, and
-    2^(k/3)·(2·stride) for the tiny backbone.
+    2^(k/3)·(2·stride) for the tiny backbone. ``dilate_c5`` halves C5's stride by dilating the last stage
+    (tiny and resnet50): a small-image run where a lesion box must span several C5 cells for the 9 lesion points
+    to differ (CoMoTo demo); the default anchor sizes stay those of the undilated stride.
     """
-    encoder = build_encoder(backbone or "resnet50", in_chans, pretrained, width, stages)
+    encoder = build_encoder(backbone or "resnet50", in_chans, pretrained, width, stages, dilate_c5)
     if anchor_sizes is None:
         base = 32.0 if backbone != "tiny" else 2.0 ** (stages + 1)
         anchor_sizes = tuple(round(base * 2 ** (k / 3), 1) for k in range(3))

@@ -19,7 +19,8 @@ import torch
 
 from ..errors import UserError
 from ..metrics import regions_from_map
-from .crf import crf_mask
+from .crf import CRFParams
+from .lesion_masks import lesion_masks
 
 SUFFIXES = {".dcm", ".npy", ".png", ".tif", ".tiff"}
 
@@ -36,8 +37,12 @@ def _files(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def predict(model_path: Path, inputs: list[Path], out: Path, region_threshold: float = 0.25) -> pd.DataFrame:
-    """Run the model on every image; write maps, masks and ``predictions.csv`` under ``out``."""
+def predict(model_path: Path, inputs: list[Path], out: Path, region_threshold: float | None = None) -> pd.DataFrame:
+    """Run the model on every image; write maps, masks and ``predictions.csv`` under ``out``.
+
+    region_threshold: the lesion threshold t of masks and regions (None: the run's ``lesion_threshold`` from
+    model.json, 0.25 for runs that predate it); the CRF mask holds the regions the map supports at t, as in mining.
+    """
     from ..data.dicom import read_image
     from ..data.preprocess import prepare
     from ..engine import load_checkpoint
@@ -52,6 +57,7 @@ def predict(model_path: Path, inputs: list[Path], out: Path, region_threshold: f
     model.load_state_dict(load_checkpoint(model_path)["model"])
     model.eval()
     size = tuple(spec["size"])
+    t = float(region_threshold if region_threshold is not None else spec.get("lesion_threshold", 0.25))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     from PIL import Image
@@ -61,10 +67,10 @@ def predict(model_path: Path, inputs: list[Path], out: Path, region_threshold: f
         x = torch.from_numpy(np.clip(arr, 0, 1))[None, None]
         with torch.no_grad():
             prob = torch.sigmoid(model(x)["mask_logits"].float())[0, 0].numpy()
-        mask = crf_mask(prob, arr)
+        mask = lesion_masks(prob[None], arr[None], CRFParams(workers=1), 1, t)[0]
         np.save(out / f"{f.stem}_prob.npy", prob.astype(np.float32))
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{f.stem}_mask.png")
-        _, regions = regions_from_map(prob, region_threshold)
+        _, regions = regions_from_map(prob, t)
         base = {"image": str(f), "image_score": float(prob.max()), "mask_pixels": int(mask.sum())}
         if len(regions) == 0:
             rows.append({**base, "x": np.nan, "y": np.nan, "w": np.nan, "h": np.nan, "score": np.nan})

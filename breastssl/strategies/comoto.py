@@ -16,16 +16,22 @@ the first steps distil the raw points). Background features are never distilled.
 
 Defaults from the paper: T = 4, α = 2. A DBT batch without boxes (all negative slices) or a mammography batch
 without boxes gives LsKD = 0 for that step (with the graph kept).
+
+Logged with the loss parts (``metrics.jsonl``): ``loss_lskd``, ``lskd_teacher_entropy`` (mean over channels of
+the entropy of softmax(t_c / T) over the 9 points; a step whose mammography batch has no box repeats the last
+value, so every rank logs the same keys) and
+``lskd_entropy_max`` = log 9, its value when the 9 points are indistinguishable.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..losses_comoto import N_POINTS, lesion_points, lskd_loss
+from ..losses_comoto import N_POINTS, lesion_points, lskd_loss, point_entropy
 from .comoto_common import DetectionStrategy
 from .registry import register_strategy
 
@@ -66,4 +72,10 @@ class CoMoToLsKD(DetectionStrategy):
         else:
             lskd = lskd_loss(s_pts, t_pts, self.proj, self.cfg.temperature, self.cfg.alpha)
         parts["loss_lskd"] = lskd
+        if t_pts is not None:
+            self._entropy = point_entropy(t_pts, self.cfg.temperature)
+        # every step logs the same keys: under DDP the parts are all-reduced as one vector, so a key missing on
+        # one rank would misalign it; a step without teacher points repeats the last entropy (log 9 before any)
+        parts["lskd_teacher_entropy"] = getattr(self, "_entropy", math.log(N_POINTS))
+        parts["lskd_entropy_max"] = math.log(N_POINTS)
         return self.total(parts)

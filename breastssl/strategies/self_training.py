@@ -16,13 +16,23 @@ unsure images are dropped. Then, per batch::
     L_cls^W  soft CE on the NLP soft label y (TP, FP, FN)
 
 soft focal = α_t·|y − ŷ|^γ·CE(y, ŷ), α = 0.25, γ = 2 (``losses_soft``). Batches are 1:5 positive :
-negative. ``soft_mask=False`` / ``soft_nlp=False`` give the hard-label ablation (CRF masks, y > 0.5).
+negative. Every batch, full and weak items alike, is augmented before the forward (``augment``: flips,
+rotation + scaling moving image, contralateral image and pixel target together, Gaussian noise on the
+images; ``self_training_augment``): without it a TP's soft target is the student's own map at the start
+of a round, and L_seg^W has zero gradient there. ``soft_mask=False`` / ``soft_nlp=False`` give the
+hard-label ablation (CRF masks, y > 0.5).
 Paper recipe: HRNet-W48 BTV, 800×1024, Adam 1e-4 (÷5 every 10 epochs), 50 epochs stage 1, Q = 2 rounds
 of 15 epochs, batch 24, classification branch lr ×10 (``optim.lr_mult: {cls_head: 10}``).
 
-Every loss part is divided by the batch size (``losses.flagged_mean``), so a batch with no item of a
-kind gives a zero that keeps the graph. The TP/FP/FN/TN counts of the current table are returned with
-the losses (logged by the loop) and kept in ``history``.
+Each term of eq. 6 is the mean over its own set, as eq. 4's 1/N says (``losses.set_mean``): L_seg^F and
+L_cls^F over the full items of the batch, L_seg^W over its TP items, L_cls^W over its TP/FP/FN items, so
+the λ weights are not rescaled by each set's share of the batch; a batch with no item of a set gives a
+zero that keeps the graph. Mask positivity uses ``lesion_threshold`` t, the threshold at which the FROC
+takes regions (``self_training_lesions``). The TP/FP/FN/TN counts of the current table are returned with
+the losses (logged by the loop) and kept in ``history``, one entry per table rebuild, with the weak-seg
+term's value at the period's first step with a TP item (``loss_weak_seg``, λ2-weighted), the norm of its
+gradient over the student's parameters there (``grad_norm_weak_seg``) and its mean over the period's
+steps with a TP (``loss_weak_seg_mean``).
 """
 
 from __future__ import annotations
@@ -36,19 +46,13 @@ from torch import Tensor, nn
 
 from ..config import Section
 from ..errors import ConfigError
-from ..losses import flagged_mean
+from ..losses import set_mean
 from ..losses_soft import soft_cross_entropy, soft_focal
 from ..postprocess.crf import CRFParams
 from .registry import register_strategy
-from .self_training_mining import (
-    FULL,
-    SelfTrainingDataset,
-    crf_masks,
-    mine,
-    p0_at,
-    role_counts,
-    score_maps,
-)
+from .self_training_augment import PairAugmentConfig, augment_batch
+from .self_training_lesions import lesion_masks
+from .self_training_mining import FULL, SelfTrainingDataset, mine, p0_at, role_counts, score_maps
 
 
 class CRFConfig(Section):
@@ -60,8 +64,11 @@ class CRFConfig(Section):
     srgb: float = 20.0
     compat_bilateral: float = 4.0
     iterations: int = Field(5, ge=1)
-    backend: str = Field("auto", pattern="^(auto|pydensecrf|numpy)$")
+    backend: str = Field("auto", pattern="^(auto|pydensecrf|numpy|dense)$", description="dense: the exact reference")
     min_area: int = Field(4, ge=1, description="CRF regions smaller than this (pixels) do not make a mask positive")
+    scale: float = Field(1.0, ge=1, description="coarse inference: downsampling factor (kernel widths scaled)")
+    max_side: int = Field(256, ge=0, description="the CRF grid's longer side at most (0: full resolution)")
+    workers: int = Field(0, ge=0, description="processes mining the CRF masks (0: one per usable core)")
 
 
 class SelfTrainingConfig(Section):
@@ -86,6 +93,11 @@ class SelfTrainingConfig(Section):
     )  # fmt: skip
     soft_mask: bool = Field(True, description="False: CRF binary masks as L_seg^W targets (hard-label ablation)")
     soft_nlp: bool = Field(True, description="False: NLP labels thresholded at 0.5 (hard-label ablation)")
+    lesion_threshold: float = Field(
+        0.25, gt=0, lt=1, description="map probability at which the model 'found a lesion': the CRF mask's "
+        "boundary in mining and the FROC's region threshold (focal-loss maps stay below 0.5)",
+    )  # fmt: skip
+    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig)
     score_batch_size: int = Field(32, ge=1)
     crf: CRFConfig = Field(default_factory=CRFConfig)
 
@@ -114,6 +126,8 @@ class SelfTraining:
         self.p0 = self.cfg.p0_start
         self.history: list[dict[str, Any]] = []
         self._counts = {"TP": 0, "FP": 0, "FN": 0, "TN": 0}
+        # per table rebuild: measure the weak-seg term's gradient once, average its value over the period
+        self._probe_pending, self._weak_seg_sum, self._weak_seg_steps = False, 0.0, 0
 
     # ---- wiring --------------------------------------------------------------------------------------
     def attach(self, data: SelfTrainingDataset, steps_per_epoch: int) -> None:
@@ -148,15 +162,17 @@ class SelfTraining:
             maps = score_maps(self.student, sub, self.cfg.score_batch_size, device)
             c = self.cfg.crf
             prm = CRFParams(c.sxy_gaussian, c.compat_gaussian, c.sxy_bilateral, c.srgb, c.compat_bilateral,
-                            c.iterations, backend=c.backend)  # fmt: skip
+                            c.iterations, backend=c.backend, scale=c.scale, max_side=c.max_side,
+                            workers=c.workers)  # fmt: skip
             self.data.pseudo[weak] = maps.astype(np.float16)
-            self.data.crf[weak] = crf_masks(maps, sub.images[:, 0], prm, c.min_area)
+            self.data.crf[weak] = lesion_masks(maps, sub.images[:, 0], prm, c.min_area, self.cfg.lesion_threshold)
         self.p0 = p0_at((k % per_round) * self.cfg.p0_every, self.cfg.p0_start, self.cfg.p0_step, self.cfg.p0_every)
         mask_pos = self.data.crf[weak].reshape(len(weak), -1).any(axis=1)
         self.data.roles[weak] = mine(self.data.y[weak], mask_pos, self.p0)
         counts = role_counts(self.data.roles[weak])
         self._counts = {key: counts[key] for key in ("TP", "FP", "FN", "TN")}
         self.history.append({"round": k // per_round, "period": k % per_round, "p0": round(self.p0, 4), **counts})
+        self._probe_pending, self._weak_seg_sum, self._weak_seg_steps = True, 0.0, 0
 
     # ---- stage 2.2 -------------------------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor | float]:
@@ -166,23 +182,42 @@ class SelfTraining:
             full = batch["sup_seg"]
             weak_cls = batch["sup_cls"] * (1 - batch["sup_seg"])
             weak_seg = weak_cls * batch["kd"]
-        out = self.student(batch["image"], batch["aux"]) if "aux" in batch else self.student(batch["image"])
+        image, aux, target = batch["image"], batch.get("aux"), batch["mask"]
+        if self.cfg.augment.enabled:
+            image, aux, target = augment_batch(image, aux, target, self.cfg.augment)
+        out = self.student(image, aux) if aux is not None else self.student(image)
         logits, mask_logits = out["logits"], out["mask_logits"]
         zero = logits.float().sum() * 0.0 + mask_logits.float().sum() * 0.0
-        focal = lambda t: soft_focal(mask_logits, t, self.cfg.focal_alpha, self.cfg.focal_gamma)  # noqa: E731
-        seg = focal(batch["mask"])
-        parts: dict[str, Tensor] = {"loss_sup_seg": flagged_mean(seg, full) + zero}
+        seg = soft_focal(mask_logits, target, self.cfg.focal_alpha, self.cfg.focal_gamma)
+        parts: dict[str, Tensor] = {"loss_sup_seg": set_mean(seg, full) + zero}
         if step >= self.stage1_steps:
             cls = soft_cross_entropy(logits, batch["label"])
-            parts["loss_sup_cls"] = self.cfg.lambda_cls_full * flagged_mean(cls, full) + zero
-            parts["loss_weak_seg"] = self.cfg.lambda_seg_weak * flagged_mean(seg, weak_seg) + zero
-            parts["loss_weak_cls"] = self.cfg.lambda_cls_weak * flagged_mean(cls, weak_cls) + zero
+            parts["loss_sup_cls"] = self.cfg.lambda_cls_full * set_mean(cls, full) + zero
+            parts["loss_weak_seg"] = self.cfg.lambda_seg_weak * set_mean(seg, weak_seg) + zero
+            parts["loss_weak_cls"] = self.cfg.lambda_cls_weak * set_mean(cls, weak_cls) + zero
+            self._track_weak_seg(parts["loss_weak_seg"], weak_seg)
         else:  # stage 1: the classification branch does not exist yet in the paper; its parts are zero
             parts.update(loss_sup_cls=zero, loss_weak_seg=zero, loss_weak_cls=zero)
         result: dict[str, Tensor | float] = {"loss": torch.stack(list(parts.values())).sum(), **parts}
         result.update({f"n_{k.lower()}": float(v) for k, v in self._counts.items()})
         result["p0"] = float(self.p0)
         return result
+
+    def _track_weak_seg(self, loss_weak_seg: Tensor, weak_seg: Tensor) -> None:
+        """Into the current ``history`` entry: the term's mean over the period's steps with a TP item, and at the
+        first such step its value and gradient norm over the student's parameters (one extra backward of
+        that term per table rebuild; skipped under DDP, whose reducer expects one backward per forward)."""
+        if not self.history or not torch.is_grad_enabled() or float(weak_seg.sum()) == 0:
+            return
+        entry, value = self.history[-1], float(loss_weak_seg.detach())
+        self._weak_seg_sum, self._weak_seg_steps = self._weak_seg_sum + value, self._weak_seg_steps + 1
+        entry["loss_weak_seg_mean"] = self._weak_seg_sum / self._weak_seg_steps
+        if self._probe_pending and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            params = [p for p in self.student.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss_weak_seg, params, retain_graph=True, allow_unused=True)
+            norm = torch.sqrt(sum(((g.float() ** 2).sum() for g in grads if g is not None), torch.zeros(())))
+            entry.update(loss_weak_seg=value, grad_norm_weak_seg=float(norm))
+            self._probe_pending = False
 
     # ---- checkpoint ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -206,4 +241,5 @@ class SelfTraining:
         """The settings a results table should state."""
         c = self.cfg
         return {"strategy": "self_training", "lambdas": (c.lambda_cls_full, c.lambda_seg_weak, c.lambda_cls_weak),
-                "soft_mask": c.soft_mask, "soft_nlp": c.soft_nlp, "rounds": c.rounds, "full_role": FULL}  # fmt: skip
+                "soft_mask": c.soft_mask, "soft_nlp": c.soft_nlp, "rounds": c.rounds, "full_role": FULL,
+                "lesion_threshold": c.lesion_threshold, "augment": c.augment.enabled}  # fmt: skip

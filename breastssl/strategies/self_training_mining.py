@@ -23,7 +23,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.mammo_pairs import PairArrays
-from ..postprocess.crf import CRFParams, crf_mask
+from ..postprocess.crf import CRFParams
+from ..postprocess.crf_batch import crf_masks as batch_crf_masks
 
 # roles of a training item; FULL marks the fully annotated images
 TN, TP, FP, FN, UNSURE, FULL = 0, 1, 2, 3, 4, 5
@@ -80,18 +81,12 @@ def _takes_aux(model: nn.Module) -> bool:
 
 
 def crf_masks(maps: np.ndarray, images: np.ndarray, params: CRFParams, min_area: int = 1) -> np.ndarray:
-    """CRF binary masks (N, H, W) bool of maps (N, H, W) over images (N, H, W); regions < min_area px removed."""
-    from scipy import ndimage
+    """CRF binary masks (N, H, W) bool of maps (N, H, W) over images (N, H, W); regions < min_area px removed.
 
-    out = np.zeros(maps.shape, dtype=bool)
-    for i in range(len(maps)):
-        m = crf_mask(maps[i], images[i], params)
-        if min_area > 1 and m.any():
-            lab, n = ndimage.label(m)
-            sizes = np.bincount(lab.ravel(), minlength=n + 1)
-            m = (sizes >= min_area)[lab] & m
-        out[i] = m
-    return out
+    Over ``params.workers`` processes (0: one per core), on a grid coarsened by ``params.scale``/``max_side``
+    (see ``postprocess.crf``); the masks are in input order whatever the number of workers.
+    """
+    return batch_crf_masks(maps, images, params, min_area)
 
 
 class SelfTrainingDataset(Dataset):

@@ -2,7 +2,9 @@
 
 Used by ``breastssl experiment mammo-self-training`` (one call per table cell) and by the tests. The
 run directory holds the loop's checkpoints (a killed run resumes), ``mining.json`` (the TP/FP/FN/TN
-counts of every table rebuild), ``test_maps.npz`` and ``metrics.json``.
+counts of every table rebuild, with the weak-seg term's value and gradient norm), ``test_maps.npz`` and
+``metrics.json``. The FROC takes regions at the strategy's ``lesion_threshold`` (the threshold the mining
+uses) and extends the curve over lower region thresholds (``self_training_lesions.froc_swept``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import torch
 
 from ..data.mammo_pairs import PairArrays
 from ..engine import OptimConfig, ScheduleConfig, TrainConfig, fit
-from ..metrics import FPPI_TARGETS, froc_2d_maps
 from ..models import create_model
 from .self_training import SelfTraining, SelfTrainingConfig
+from .self_training_lesions import FROC_GRID, froc_swept, lesions_below
 from .self_training_mining import PosNegSampler, SelfTrainingDataset, score_maps
 
 
@@ -37,19 +39,20 @@ class RunSpec:
     cls_lr_mult: float = 10.0
     model: dict[str, Any] = field(default_factory=lambda: {"backbone": "tiny", "width": 8, "decoder_width": 32})
     seed: int = 0
-    region_threshold: float = 0.25
+    froc_grid: tuple[float, ...] = FROC_GRID  # region thresholds below the lesion threshold that extend the FROC
 
 
-def froc_summary(maps: np.ndarray, masks: np.ndarray, region_threshold: float) -> dict[str, Any]:
-    """FROC of maps (N, H, W) against masks (N, H, W), IoU > 0.2: sensitivity at 0.1/0.2/0.5/1 FPPI + mean."""
-    res = froc_2d_maps(list(maps), list(masks), threshold=region_threshold, iou_threshold=0.2)
-    return {
-        "sens": {f"{t:g}": res.sensitivity_at[t] for t in FPPI_TARGETS},
-        "mean": res.mean_sensitivity,
-        "curve": {"fppi": res.fppi.tolist(), "sensitivity": res.sensitivity.tolist()},
-        "n_images": res.n_images,
-        "n_lesions": res.n_lesions,
-    }
+def froc_summary(
+    maps: np.ndarray, masks: np.ndarray, lesion_threshold: float, grid: tuple[float, ...] = FROC_GRID
+) -> dict[str, Any]:
+    """FROC of maps (N, H, W) against masks (N, H, W), IoU > 0.2: sensitivity at 0.1/0.2/0.5/1 FPPI + mean.
+
+    Regions at ``lesion_threshold``, the curve extended over ``grid``; ``lesions_below_threshold``: the share
+    of lesions whose maximum probability stays below ``lesion_threshold`` (found by no region there).
+    """
+    res = froc_swept(maps, masks, lesion_threshold, grid, iou_threshold=0.2)
+    res.update(lesion_threshold=lesion_threshold, lesions_below_threshold=lesions_below(maps, masks, lesion_threshold))
+    return res
 
 
 def run_self_training(
@@ -95,10 +98,16 @@ def run_self_training(
                             spec.strategy.full_share)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     size = list(train.images.shape[-2:])
-    (out / "model.json").write_text(json.dumps({"name": "bilateral_two_view", "kwargs": spec.model, "size": size}))
+    model_spec = {
+        "name": "bilateral_two_view",
+        "kwargs": spec.model,
+        "size": size,
+        "lesion_threshold": spec.strategy.lesion_threshold,
+    }  # predict's masks and regions use the same t
+    (out / "model.json").write_text(json.dumps(model_spec))
     fit(model, strategy, data, cfg, batch_sampler=sampler)
     maps = score_maps(model, test, 64)
-    metrics = froc_summary(maps, test.masks[:, 0], spec.region_threshold)
+    metrics = froc_summary(maps, test.masks[:, 0], spec.strategy.lesion_threshold, spec.froc_grid)
     metrics.update(
         name=spec.name,
         n_full=int(len(spec.full_idx)),

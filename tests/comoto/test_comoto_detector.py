@@ -44,3 +44,18 @@ def test_fpn_variant_heatmap_and_resnet_options():
     assert r18.stride == 32 and r18.encoder.channels[-1] == 512
     with pytest.raises(ConfigError, match="backbone"):
         create_model("retinanet", backbone="vgg")
+
+
+def test_dilated_c5_halves_the_stride_and_keeps_the_parameters():
+    plain, dilated = tiny_detector(0), tiny_detector(0, dilate_c5=True)
+    assert (plain.stride, dilated.stride) == (8, 4)
+    dilated.load_state_dict(plain.state_dict())  # same parameters: only the last stage's stride and dilation differ
+    batch = det_batch()
+    out = dilated(batch["image"], targets_of(batch))
+    assert out["c5"].shape == (3, 16, 12, 10) and out["cls_logits"].shape == (3, 12 * 10 * 9, 1)
+    assert math.isfinite(sum(out["losses"].values()).item())
+    r50 = create_model("retinanet", backbone="resnet50", dilate_c5=True).eval()
+    with torch.no_grad():
+        assert r50.stride == 16 and r50.forward_features(torch.rand(1, 1, 64, 64))[-1].shape[-2:] == (4, 4)
+    with pytest.raises(ConfigError, match="dilate_c5"):
+        create_model("retinanet", backbone="resnet18", dilate_c5=True)

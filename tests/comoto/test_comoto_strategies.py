@@ -4,12 +4,14 @@ detection head; ImPA to the encoder of the teacher being trained; a frozen teach
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 from comoto_fixtures import paired_batch, tiny_detector
 
 from breastssl.errors import ConfigError
+from breastssl.losses_comoto import lesion_points, point_entropy
 from breastssl.strategies import create_strategy
 from breastssl.strategies.comoto_common import ComotoConfig, student_from_teacher
 
@@ -67,3 +69,24 @@ def test_image_kd_and_pretraining_parts():
     assert kd["loss_kd"].requires_grad and kd["loss_kd"].item() >= 0
     pre = create_strategy("pretraining", student_from_teacher(teacher), None).loss(paired_batch(), 0)
     assert set(pre) == {"loss", "loss_cls", "loss_box"}
+
+
+def test_lskd_logs_the_teacher_point_entropy_and_its_maximum():
+    teacher = tiny_detector(1)
+    strategy = create_strategy("comoto", student_from_teacher(teacher), teacher)
+    batch = paired_batch()
+    parts = strategy.loss(batch, 0)
+    with torch.no_grad():
+        c5 = teacher.forward_features(batch["mammo"]["image"])[-1]
+    want = point_entropy(lesion_points(c5, batch["mammo"]["boxes"], teacher.stride), 4.0)
+    torch.testing.assert_close(parts["lskd_teacher_entropy"], want)
+    assert 0 < parts["lskd_teacher_entropy"].item() <= math.log(9) + 1e-6
+    assert parts["lskd_entropy_max"] == math.log(9) and not parts["lskd_teacher_entropy"].requires_grad
+    torch.testing.assert_close(parts["loss"], parts["loss_cls"] + parts["loss_box"] + parts["loss_lskd"])
+    # a mammography batch without boxes: LsKD = 0, and the entropy repeats the last one (the same keys every
+    # step: DDP all-reduces the parts as one vector)
+    empty = paired_batch(empty=True)
+    before = parts["lskd_teacher_entropy"]
+    parts = strategy.loss({"dbt": batch["dbt"], "mammo": empty["mammo"]}, 1)
+    assert parts["loss_lskd"].item() == 0.0
+    torch.testing.assert_close(parts["lskd_teacher_entropy"], before)
