@@ -10,12 +10,14 @@ differences do not reach the classifier.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .preprocess import resize
@@ -90,31 +92,85 @@ def make_crops(
     return out
 
 
-class CropDataset(Dataset):
-    """Nodule crops for the recognition network: ``{"image": (1, S, S), "label", "sup_cls", "index"}``.
+@dataclass(frozen=True)
+class CropAugment:
+    """The random transform of one view of a crop: left-right flip, translation, contrast (the paper's "image
+    flipping, random change in brightness"; the crops are standardised, so brightness acts as contrast).
 
-    ``labels`` (N,) 0/1 (any value where unlabelled), ``labelled`` (N,) bool. ``augment`` flips left-right
-    and scales the contrast by U(0.9, 1.1) (the paper's "image flipping, random change in brightness"; the
-    crops are standardised, so brightness acts as contrast), drawn from the global torch RNG.
+    Each call of :meth:`draw` is a fresh, independent draw from the global torch RNG: the engine seeds it
+    (``seed_everything``) and checkpoints it, so a run, and a run resumed in-process, repeat the same views.
     """
 
-    def __init__(self, crops: np.ndarray, labels: np.ndarray, labelled: np.ndarray, augment: bool = True) -> None:
+    flip: bool = True
+    translate: int = 2  # max shift in pixels per axis (mean-teacher reference on 32x32: 2), reflect-padded
+    contrast: float = 0.1  # gain drawn from U(1 - contrast, 1 + contrast)
+
+    def draw(self) -> Tensor:
+        """Parameters (4,) float: flip (0/1), dy, dx (pixels), gain."""
+        flip = float(self.flip and bool(torch.rand(()) < 0.5))
+        dy, dx = torch.randint(-self.translate, self.translate + 1, (2,)).tolist() if self.translate else (0, 0)
+        gain = 1.0 + self.contrast * (2.0 * float(torch.rand(())) - 1.0)
+        return torch.tensor([flip, dy, dx, gain])
+
+    @staticmethod
+    def apply(x: Tensor, params: Tensor) -> Tensor:
+        """``x`` (C, S, S) transformed by ``params`` (4,) from :meth:`draw`: flip, then shift, then gain."""
+        flip, dy, dx, gain = params.tolist()
+        if flip:
+            x = x.flip(-1)
+        dy, dx = int(dy), int(dx)
+        if dy or dx:
+            # reflect padding: a shifted crop shows tissue-like texture at its edge, not a black border
+            t = max(abs(dy), abs(dx))
+            padded = F.pad(x[None], (t, t, t, t), mode="reflect")[0]
+            h, w = x.shape[-2:]
+            x = padded[..., t - dy : t - dy + h, t - dx : t - dx + w]
+        return x * gain
+
+
+class CropDataset(Dataset):
+    """Nodule crops for the recognition network: ``{"image": (1, S, S), "label", "sup_cls", "index"}``, plus
+    ``"image_teacher"`` (1, S, S) with ``views=2``.
+
+    ``labels`` (N,) class index (any value where unlabelled), ``labelled`` (N,) bool. With ``augment`` each view
+    gets its own :class:`CropAugment` draw (flip, shift and contrast drawn separately), so the mean teacher's
+    student and teacher see two independently augmented views, as in the mean-teacher reference; the Gaussian
+    input noise is the strategy's and is also drawn per view.
+    """
+
+    def __init__(
+        self,
+        crops: np.ndarray,
+        labels: np.ndarray,
+        labelled: np.ndarray,
+        augment: bool = True,
+        views: int = 1,
+        transform: CropAugment | None = None,
+    ) -> None:
         if not (len(crops) == len(labels) == len(labelled)):
             raise ValueError(
                 f"crops {crops.shape}, labels {np.shape(labels)}, labelled {np.shape(labelled)} differ in length"
             )
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 (student) or 2 (student + teacher), not {views}")
         self.crops = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.float32))
         self.labelled = torch.as_tensor(np.asarray(labelled, dtype=np.float32))
-        self.augment = augment
+        self.augment, self.views_per_item = augment, views
+        self.transform = transform or CropAugment()
 
     def __len__(self) -> int:
         return len(self.crops)
 
+    def views(self, i: int) -> tuple[list[Tensor], Tensor]:
+        """The views of crop ``i`` (each (1, S, S)) and their parameters (V, 4) (identity rows without augment)."""
+        identity = torch.tensor([0.0, 0.0, 0.0, 1.0])
+        params = [self.transform.draw() if self.augment else identity for _ in range(self.views_per_item)]
+        return [CropAugment.apply(self.crops[i], p) for p in params], torch.stack(params)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
-        x = self.crops[i]
-        if self.augment:
-            if bool(torch.rand(()) < 0.5):
-                x = x.flip(-1)
-            x = x * (0.9 + 0.2 * torch.rand(()))
-        return {"image": x, "label": self.labels[i], "sup_cls": self.labelled[i], "index": i}
+        images, _ = self.views(i)
+        item = {"image": images[0], "label": self.labels[i], "sup_cls": self.labelled[i], "index": i}
+        if len(images) > 1:
+            item["image_teacher"] = images[1]
+        return item

@@ -6,9 +6,10 @@
 2. Detector (Faster R-CNN, nodule vs background) trained on the basic set's boxes through the engine's
    loop; its top box per image, with a margin, gives the crops. Table 2: box IoU ("ASC") mean ± std.
 3. Recognition CNN trained three ways, per seed: semi-supervised (mean teacher: basic labelled +
-   extended unlabelled), supervised on the basic set, supervised on basic + extended with labels.
-   Early stopping on validation accuracy. Tables 3–4: sensitivity, specificity, accuracy at a threshold,
-   AUC with DeLong 95% CI, per test site; paired DeLong tests of semi vs each baseline.
+   extended unlabelled), supervised on the basic set, supervised on basic + extended with labels; by default
+   every arm sees the same labelled crops per step (``equal_labelled_exposure``). Early stopping on validation
+   accuracy. Tables 3–4: sensitivity, specificity, accuracy at a threshold, AUC with DeLong 95% CI, per test
+   site; paired DeLong tests of semi vs each baseline.
 4. ``report.html``, ``metrics.json``, ``predictions.csv``, ``detections.csv`` and ``us_model.pt`` (detector +
    teacher, for ``breastssl predict``) in ``out_dir``.
 """
@@ -59,6 +60,14 @@ class USRecognitionConfig(Section):
     lr: float = 3e-3
     max_steps: int = 1500
     eval_every: int = Field(50, ge=1, description="steps per early-stopping evaluation ('epoch')")
+    flip: bool = Field(True, description="augmentation: random left-right flip")
+    translate: int = Field(2, ge=0, description="augmentation: random shift, pixels per axis (mean-teacher ref.: 2)")
+    contrast: float = Field(0.1, ge=0, lt=1, description="augmentation: contrast gain drawn from U(1 ± contrast)")
+    equal_labelled_exposure: bool = Field(
+        True, description="supervised arms take as many labelled crops per step as the semi arm's labelled share "
+        "(labelled_fraction × batch_size), so all arms see the same labelled crops at the same step; false: "
+        "supervised batches of batch_size labelled crops (twice the semi arm's labelled exposure at f = 1/2)",
+    )  # fmt: skip
     mean_teacher: MeanTeacherConfig = Field(default_factory=MeanTeacherConfig)
 
 
@@ -157,9 +166,34 @@ def detection_table(det: Any, man: pd.DataFrame, frames: dict, boxes: dict, labe
     return d
 
 
+def arm_indices(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(labelled, unlabelled) row indices of the training crops ``tr`` that ``arm`` trains on."""
+    has_label = tr["label"] >= 0
+    labelled = has_label if arm == "sup_all" else (tr["set"] == "basic") & has_label
+    semi_unlabelled = (tr["set"] == "extended") & (tr["score"] >= r.min_score)
+    unlabelled = semi_unlabelled if arm == "semi" else pd.Series(False, index=tr.index)
+    return np.flatnonzero(labelled.to_numpy()), np.flatnonzero(unlabelled.to_numpy())
+
+
+def arm_batch(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[int, int]:
+    """(labelled, unlabelled) crops per step of ``arm``.
+
+    The semi arm: ``round(f·B)`` labelled + the rest unlabelled. A supervised arm: B labelled, or, with
+    ``equal_labelled_exposure``, the semi arm's labelled count, so that at every step each arm has seen as
+    many labelled crops as the others (the semi arm's extra input is then only its unlabelled crops).
+    """
+    from ..strategies.mean_teacher import labelled_per_batch
+
+    _, semi_unl = arm_indices("semi", r, tr)
+    semi_lab = labelled_per_batch(r.batch_size, r.mean_teacher.labelled_fraction, len(semi_unl) > 0)
+    if arm == "semi":
+        return semi_lab, r.batch_size - semi_lab
+    return (semi_lab if r.equal_labelled_exposure else r.batch_size), 0
+
+
 def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Path) -> tuple[Any, dict]:
     """Train one arm's recognition network with early stopping; returns (the evaluation model, summary)."""
-    from ..data.us_crops import CropDataset
+    from ..data.us_crops import CropAugment, CropDataset
     from ..models import create_model
     from ..strategies.mean_teacher import LabelledUnlabelledBatchSampler, MeanTeacher, fit_early_stopping, predict_proba
 
@@ -168,30 +202,32 @@ def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Pa
     kw: dict[str, Any] = {"dropout": r.dropout, "num_classes": 1}
     kw.update({"width": r.width} if r.model == "recognition_cnn" else {"backbone": r.backbone, "seg_decoder": False})
     model = create_model(r.model, **kw)
-    mt = r.mean_teacher.model_copy(update={"patience": r.mean_teacher.patience})
+    mt = r.mean_teacher
     if arm != "semi":
         mt = mt.model_copy(update={"consistency_weight": 0.0, "evaluate_with": "student"})
     strategy = MeanTeacher(model, None, mt)
     tr = crops["train"]
-    has_label = tr["label"] >= 0
-    labelled = (tr["set"] == "basic") & has_label
-    if arm == "sup_all":
-        labelled = has_label
-    unlabelled = (tr["set"] == "extended") & (tr["score"] >= r.min_score) if arm == "semi" else tr["set"] == "_none"
-    lab_idx, unl_idx = np.flatnonzero(labelled.to_numpy()), np.flatnonzero(unlabelled.to_numpy())
-    ds = CropDataset(crops["train_x"], tr["label"].clip(lower=0).to_numpy(), labelled.to_numpy(), augment=True)
-    sampler = LabelledUnlabelledBatchSampler(lab_idx, unl_idx, r.batch_size, mt.labelled_fraction, seed=seed)
+    lab_idx, unl_idx = arm_indices(arm, r, tr)
+    n_lab, n_unl = arm_batch(arm, r, tr)
+    labelled = np.zeros(len(tr), dtype=bool)
+    labelled[lab_idx] = True
+    # the semi arm's student and teacher get two independently augmented views; a supervised arm needs one
+    aug = CropAugment(flip=r.flip, translate=r.translate, contrast=r.contrast)
+    views = 2 if arm == "semi" else 1
+    ds = CropDataset(crops["train_x"], tr["label"].clip(lower=0).to_numpy(), labelled, True, views, aug)
+    sampler = LabelledUnlabelledBatchSampler(lab_idx, unl_idx, n_lab + n_unl, n_lab / (n_lab + n_unl), seed=seed)
     vx, vy = torch.from_numpy(crops["val_x"]), crops["val"]["label"].to_numpy()
 
     def val_accuracy(m: torch.nn.Module) -> float:
         return float(((predict_proba(m, vx) >= cfg.threshold) == (vy == 1)).mean())
 
-    tcfg = _train_cfg(out / "runs" / f"{arm}_s{seed}", r.max_steps, r.batch_size,
+    tcfg = _train_cfg(out / "runs" / f"{arm}_s{seed}", r.max_steps, n_lab + n_unl,
                       {"name": "adam", "lr": r.lr, "weight_decay": 0.0}, seed, cfg.device)  # fmt: skip
     # every arm counts evaluations from the same step (the semi arm's end of ramp-up), for a like-for-like stop
     first = r.mean_teacher.first_counted_step
     summary = fit_early_stopping(strategy, ds, tcfg, sampler, val_accuracy, r.eval_every, r.max_steps, first)
-    summary.update(n_labelled=len(lab_idx), n_unlabelled=len(unl_idx))
+    summary.update(n_labelled=len(lab_idx), n_unlabelled=len(unl_idx), labelled_per_step=n_lab,
+                   unlabelled_per_step=n_unl, labelled_seen=n_lab * summary["steps"])  # fmt: skip
     return strategy.eval_model(), summary
 
 
@@ -302,6 +338,7 @@ def render(metrics: dict[str, Any], preds: pd.DataFrame) -> str:
         return f"{v.mean():.3f} ± {v.std(ddof=0):.3f}" if len(v) > 1 else fmt(float(v.iloc[0]))
 
     cfg = metrics["config"]
+    rc = cfg["recognition"]
     secs = [("Data (images per set)", table(["set", "images"], list(metrics["counts"].items())))]
     det = [[k, v["n"], f"{v['iou_mean']:.3f} ± {v['iou_std']:.3f}", v["hit_rate_iou_0.5"]]
            for k, v in metrics["detection"].items()]  # fmt: skip
@@ -330,15 +367,17 @@ def render(metrics: dict[str, Any], preds: pd.DataFrame) -> str:
     dl = [[d["set"], d["seed"], f"semi − {d['b']}", d["difference"], f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]",
            d["p"]] for d in metrics["delong"]]  # fmt: skip
     secs.append(("Paired DeLong tests", table(["set", "seed", "difference", "AUC diff", "95% CI", "p"], dl)))
-    runs = [[r["arm"], r["seed"], r["n_labelled"], r["n_unlabelled"], r["steps"], r["best_step"], r["best_value"]]
-            for r in metrics["runs"]]  # fmt: skip
-    secs.append(
-        (
-            "Training (early stopping on validation accuracy)",
-            table(["arm", "seed", "labelled", "unlabelled", "steps", "best step", "best val acc"], runs),
-        )
-    )
+    runs = [[r["arm"], r["seed"], r["n_labelled"], r["n_unlabelled"], r["labelled_per_step"], r["unlabelled_per_step"],
+             r["steps"], r["best_step"], r["best_value"]] for r in metrics["runs"]]  # fmt: skip
+    heads = ["arm", "seed", "labelled", "unlabelled", "labelled / step", "unlabelled / step", "steps", "best step",
+             "best val acc"]  # fmt: skip
+    secs.append(("Training (early stopping on validation accuracy)", table(heads, runs)))
     meta = [f"detector: {cfg['detector']['backbone']} Faster R-CNN, {cfg['detector']['steps']} steps; "
             f"recognition: {cfg['recognition']['model']}; seeds {cfg['seeds']}",
-            "two-stage method of seed 004: basic set = labelled, extended set = unlabelled (semi)"]  # fmt: skip
+            "two-stage method of seed 004: basic set = labelled, extended set = unlabelled (semi)",
+            "labelled exposure: " + ("equal (supervised arms take the semi arm's labelled crops per step)"
+                                     if rc["equal_labelled_exposure"] else "full batch (supervised arms: batch_size "
+                                     "labelled crops per step)"),
+            f"augmentation per view: flip {rc['flip']}, shift ±{rc['translate']} px, contrast ±{rc['contrast']}; "
+            "student and teacher views drawn independently"]  # fmt: skip
     return page("Ultrasound: detection + mean-teacher classification", meta, secs)

@@ -4,7 +4,9 @@ Paper: "Semi-supervised deep learning for ultrasound breast nodule detection and
 (medRxiv 2020.04.24.20078816), Methods, Network training (2). Generic over classification models:
 nodule crops here, but mammography or DBT patches work the same way.
 
-Per batch (half labelled L, half unlabelled U; x̃, x̂ two independent noisy views x + N(0, σ²))::
+Per batch (half labelled L, half unlabelled U; x̃ = a(x) + N(0, σ²), x̂ = a'(x) + N(0, σ²) two views with
+independent augmentations a, a' (the dataset's ``image`` and ``image_teacher``; x itself twice if the dataset
+gives one view) and independent noise, as in the mean-teacher reference)::
 
     L = mean_{i∈L} CE(y_i, f(x̃_i; θ)) + w(t) · mean_{i∈C} mean_k (softmax f(x̃_i; θ)_k − softmax f(x̂_i; θ')_k)²
 
@@ -38,7 +40,7 @@ from torch import Tensor, nn
 
 from ..config import Section
 from ..engine.ema import EMA
-from ..losses import bce_per_sample, flagged_mean
+from ..losses import bce_per_sample, set_mean
 from .registry import register_strategy
 
 
@@ -94,7 +96,8 @@ def malignancy(logits: Tensor) -> Tensor:
 @register_strategy("mean_teacher")
 class MeanTeacher:
     """Student + EMA teacher; see the module doc. batch: ``image`` (B, C, H, W), ``label`` (B,), ``sup_cls`` (B,)
-    labelled flags; optional ``kd`` (B,) consistency flags (else from ``consistency_on``), ``mask``/``sup_seg``.
+    labelled flags; optional ``image_teacher`` (B, C, H, W) the teacher's own augmented view (else ``image``),
+    ``kd`` (B,) consistency flags (else from ``consistency_on``), ``mask``/``sup_seg``.
     """
 
     uses_teacher = False  # it needs no external teacher: its teacher is the EMA of the student
@@ -130,9 +133,10 @@ class MeanTeacher:
             ce = bce_per_sample(logits, batch["label"].float())
         else:
             ce = F.cross_entropy(logits.float(), batch["label"].long().clamp(min=0), reduction="none")
-        parts: dict[str, Tensor] = {"loss_sup_cls": (ce * labelled).sum() / labelled.sum().clamp(min=1.0)}
+        parts: dict[str, Tensor] = {"loss_sup_cls": set_mean(ce, labelled)}
         if "mask_logits" in out and "mask" in batch and "sup_seg" in batch:
-            parts["loss_sup_seg"] = flagged_mean(bce_per_sample(out["mask_logits"], batch["mask"]), batch["sup_seg"])
+            # each supervised term is the mean over the items it applies to, as the classification one is
+            parts["loss_sup_seg"] = set_mean(bce_per_sample(out["mask_logits"], batch["mask"]), batch["sup_seg"])
         weight = self.cfg.consistency_weight * rampup(step, self.cfg.rampup_steps)
         # a teacher with its own statistics needs its forward even without the loss, or it evaluates with none
         own_stats = self.cfg.teacher_bn == "own" and self.cfg.evaluate_with == "teacher"
@@ -142,7 +146,7 @@ class MeanTeacher:
             # ultrasound, that mismatch shifted every teacher probability below 0.5) and dropout noise
             self.teacher.train(self.cfg.teacher_bn == "own")
             with torch.no_grad():
-                target = class_probs(self.teacher(self._noisy(x))["logits"])
+                target = class_probs(self.teacher(self._noisy(batch.get("image_teacher", x)))["logits"])
             self.teacher.eval()
         if weight > 0:
             mse = (class_probs(logits) - target).pow(2).mean(dim=1)
@@ -177,6 +181,14 @@ class MeanTeacher:
         return {"strategy": "mean_teacher", **self.cfg.model_dump(exclude={"name"})}
 
 
+def labelled_per_batch(batch_size: int, labelled_fraction: float, has_unlabelled: bool = True) -> int:
+    """Labelled samples in a batch of ``batch_size``: ``round(f·B)``, at least 1 and leaving at least 1 unlabelled
+    place (all ``batch_size`` when there is nothing unlabelled)."""
+    if not has_unlabelled:
+        return batch_size
+    return max(1, min(batch_size - 1, round(batch_size * labelled_fraction)))
+
+
 class LabelledUnlabelledBatchSampler:
     """Global batches of ``round(f·B)`` labelled + the rest unlabelled samples (paper: 64 + 64).
 
@@ -199,9 +211,7 @@ class LabelledUnlabelledBatchSampler:
         self.labelled, self.unlabelled = list(labelled), list(unlabelled)
         if not self.labelled:
             raise ValueError("the mean-teacher batch sampler needs at least one labelled sample")
-        self.n_lab = (
-            batch_size if not self.unlabelled else max(1, min(batch_size - 1, round(batch_size * labelled_fraction)))
-        )
+        self.n_lab = labelled_per_batch(batch_size, labelled_fraction, bool(self.unlabelled))
         self.n_unl = batch_size - self.n_lab
         if self.n_lab % world_size or self.n_unl % world_size:
             raise ValueError(f"{self.n_lab} labelled + {self.n_unl} unlabelled do not split over {world_size} ranks")
