@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from ..metrics.aggregate import LEVEL_KEYS
+from ..metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
 
 EFFECT_COLUMNS = ["a", "b", "group", "seeds", "delta", "ci_low", "ci_high", "seeds_positive", "delta_sd"]
 
@@ -83,25 +84,20 @@ def paired_effects(
             continue
         S = np.stack([vec[k][sel] for k in runs])  # (runs, cases of the group)
         point = dict(zip(runs, _auc_rows(S, y), strict=True))
-        weights = np.zeros((n_boot, len(y)))  # resampling counts, positives and negatives apart
-        for cls in (0, 1):
-            members = np.flatnonzero(y == cls)
-            weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), n_boot)
+        weights = case_weights(y, n_boot, rng)  # resampling counts, positives and negatives apart
         boot = np.stack([weighted_auc(S[i], y, weights) for i in range(len(runs))], axis=1)
         col = {k: i for i, k in enumerate(runs)}
-        seed_draws = rng.random((n_boot, 64))  # the same seed draws for every pair of this group
+        draws = seed_draws(n_boot, rng)  # the same seed resamples for every pair of this group
         for a, b in pairs:
             seeds = sorted(s for s, st in runs if st == a and (s, b) in col)
             if not seeds:
                 continue
             d_point = np.array([point[(s, a)] - point[(s, b)] for s in seeds])
             d_boot = np.stack([boot[:, col[(s, a)]] - boot[:, col[(s, b)]] for s in seeds], axis=1)
-            pick = (seed_draws[:, : len(seeds)] * len(seeds)).astype(int)  # seeds resampled with replacement
-            means = np.take_along_axis(d_boot, pick, axis=1).mean(axis=1)
-            lo, hi = np.percentile(means, [2.5, 97.5])
-            rows.append({"a": a, "b": b, "group": group, "seeds": len(seeds), "delta": float(d_point.mean()),
-                         "ci_low": float(lo), "ci_high": float(hi), "seeds_positive": int((d_point > 0).sum()),
-                         "delta_sd": float(d_point.std(ddof=1)) if len(seeds) > 1 else float("nan")})  # fmt: skip
+            r = seeds_cases_summary(d_point, d_boot, draws)
+            rows.append({"a": a, "b": b, "group": group, "seeds": r["seeds"], "delta": r["mean"],
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "seeds_positive": r["seeds_positive"],
+                         "delta_sd": r["sd"]})  # fmt: skip
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 

@@ -58,3 +58,52 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(values[ok], [alpha, 1.0 - alpha])
     return estimate, float(low), float(high)
+
+
+# -- two-level bootstrap over training seeds × test cases (DESIGN §11) ---------------------------------------
+# A method's effect is measured over several training seeds on one test set. Its CI must hold both sources of
+# variance: each replicate resamples the test cases (as counts per case, within strata) and, independently,
+# the seeds; the replicated mean over seeds then widens with either. A metric that can take case weights
+# (weighted AUC, weighted FROC) scores every replicate from one sort.
+
+
+def case_weights(strata: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Resampling counts (n_boot, N) float: each stratum of ``strata`` (N,) resampled with replacement apart.
+
+    Strata are visited in sorted order; with labels as strata every replicate keeps both classes.
+    """
+    strata = np.asarray(strata)
+    weights = np.zeros((n_boot, len(strata)))
+    for value in np.unique(strata):
+        members = np.flatnonzero(strata == value)
+        weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), n_boot)
+    return weights
+
+
+def seed_draws(n_boot: int, rng: np.random.Generator, max_seeds: int = 64) -> np.ndarray:
+    """Uniform draws (n_boot, max_seeds) that ``resampled_seed_means`` turns into seed resamples.
+
+    Drawn once and shared by every comparison of a table, so all of them see the same seed resamples.
+    """
+    return rng.random((n_boot, max_seeds))
+
+
+def resampled_seed_means(per_seed: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Means (B,) over seeds resampled with replacement of replicated values per_seed (B, S)."""
+    s = per_seed.shape[1]
+    if s > draws.shape[1]:
+        raise ValueError(f"{s} seeds but seed draws for at most {draws.shape[1]}")
+    pick = (draws[:, :s] * s).astype(int)
+    return np.take_along_axis(per_seed, pick, axis=1).mean(axis=1)
+
+
+def seeds_cases_summary(point: np.ndarray, boot: np.ndarray, draws: np.ndarray, level: float = 0.95) -> dict:
+    """Mean over seeds of point (S,), its CI from boot (B, S) case replicates and ``draws`` of the seeds.
+
+    Returns {seeds, mean, ci_low, ci_high, seeds_positive (point > 0), sd (over seeds; NaN for one seed)}.
+    """
+    point = np.asarray(point, float)
+    lo, hi = np.nanpercentile(resampled_seed_means(boot, draws), [50 * (1 - level), 50 * (1 + level)])
+    return {"seeds": len(point), "mean": float(point.mean()), "ci_low": float(lo), "ci_high": float(hi),
+            "seeds_positive": int((point > 0).sum()),
+            "sd": float(point.std(ddof=1)) if len(point) > 1 else float("nan")}  # fmt: skip

@@ -81,3 +81,19 @@ def test_aggregation_states_itself():
     assert exam["aggregation"].iloc[0] == "slice→stack: mean; view→breast: mean; breast→exam: mean"
     with pytest.raises(ValueError, match="method"):
         aggregate_scores(slices, ["image_id"], "median")
+
+
+def test_two_level_bootstrap_pieces_keep_strata_and_widen_with_seed_spread():
+    from breastssl.metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
+
+    rng = np.random.default_rng(0)
+    strata = np.array([0] * 30 + [1] * 10)
+    w = case_weights(strata, 200, rng)
+    assert (w[:, :30].sum(axis=1) == 30).all() and (w[:, 30:].sum(axis=1) == 10).all()
+    draws = seed_draws(2000, rng)
+    case_noise = rng.normal(0, 0.01, (2000, 1))
+    tight = seeds_cases_summary(np.full(5, 0.03), 0.03 + case_noise + np.zeros((1, 5)), draws)
+    spread = np.array([-0.05, 0.0, 0.03, 0.06, 0.11])
+    wide = seeds_cases_summary(spread, spread + case_noise, draws)
+    assert tight["ci_low"] > 0 and tight["seeds_positive"] == 5 and tight["sd"] == 0
+    assert wide["ci_low"] < 0 < wide["ci_high"] and wide["mean"] == pytest.approx(0.03)
