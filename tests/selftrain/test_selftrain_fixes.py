@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from selftrain_fixtures import lesion_pairs
 from torch import nn
 
 from breastssl.data.mammo_pairs import PairArrays
@@ -32,14 +33,7 @@ from breastssl.strategies.self_training_run import froc_summary
 
 
 def _pairs(n: int = 8, size: int = 16) -> PairArrays:
-    """n pairs of (1, size, size) images, a bright 5×5 lesion on every other one."""
-    rng = np.random.default_rng(0)
-    images = rng.random((n, 1, size, size), np.float32) * 0.3
-    masks = np.zeros((n, 1, size, size), np.uint8)
-    masks[::2, :, 5:10, 5:10] = 1
-    images[masks.astype(bool)] += 0.6
-    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "has_lesion": masks.reshape(n, -1).any(1)})
-    return PairArrays(images, images[::-1].copy(), masks, table)
+    return lesion_pairs(n, size)
 
 
 def _collate(data: SelfTrainingDataset, idx: np.ndarray) -> dict[str, torch.Tensor]:

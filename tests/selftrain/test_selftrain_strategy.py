@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+from selftrain_fixtures import lesion_pairs
 
 from breastssl.data.mammo_pairs import PairArrays
 from breastssl.models import create_model
@@ -63,13 +64,7 @@ def test_stage1_trains_only_the_full_segmentation_term():
 
 
 def _pairs(n: int = 24, size: int = 16) -> PairArrays:
-    rng = np.random.default_rng(0)
-    images = rng.random((n, 1, size, size), np.float32) * 0.3
-    masks = np.zeros((n, 1, size, size), np.uint8)
-    masks[::2, :, 5:10, 5:10] = 1
-    images[masks.astype(bool)] += 0.6
-    table = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "has_lesion": masks.reshape(n, -1).any(1)})
-    return PairArrays(images, images[::-1].copy(), masks, table)
+    return lesion_pairs(n, size)
 
 
 def test_tiny_fit_mines_logs_counts_and_reuses_a_finished_run(tmp_path):
