@@ -49,6 +49,10 @@ class AnnotationEfficiencyConfig(Section):
         "`choice:` key (e.g. configs/dbt_selectivekd_validated.yaml, chosen on the val split)",
     )
     n_boot: int = Field(1000, ge=100, description="bootstrap replicates (seeds × test cases) of every CI")
+    students_at_full: bool = Field(
+        True, description="train the students at 100% too (false: only the Baseline, the curve's target, e.g. when "
+        "a Table-1 experiment with the same data, recipe, choice and seeds already holds the 100% students)",
+    )
 
 
 def _stratum(labels: pd.Series) -> str:
@@ -109,7 +113,8 @@ def _budget_specs(
 
     specs = []
     teacher = bdir / f"seed{seed}" / "baseline"
-    for setting in ["baseline", *[s for s in cfg.settings if s != "baseline"]]:
+    students = [s for s in cfg.settings if s != "baseline"] if fraction < 1.0 or cfg.students_at_full else []
+    for setting in ["baseline", *students]:
         run_dir = bdir / f"seed{seed}" / setting
         sets = [*cfg.set, *data_sets, f"train.seed={seed}", "train.progress=false", *choice_overrides(choice, setting)]
         sets += [f"strategy.name={STRATEGY[setting]}", f"train.out_dir={run_dir}"]

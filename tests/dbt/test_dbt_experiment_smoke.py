@@ -133,3 +133,16 @@ def test_tune_on_val_then_table1_with_an_ablation(data, tmp_path):
     assert (out / "sweeps.csv").is_file() and (out / "calibration.csv").is_file()
     html = (out / "report.html").read_text()
     assert "Choices made on the validation split" in html and "What T admits" in html and "Ablation nocal" in html
+
+
+def test_annotation_budgets_without_students_at_full_train_only_the_target_there(data, tmp_path):
+    from breastssl.experiments.annotation_efficiency import AnnotationEfficiencyConfig, curve_specs
+
+    sets = [f"data.manifest={data / 'manifest.csv'}", *TINY]
+    cfg = AnnotationEfficiencyConfig(out_dir=str(tmp_path), set=sets, budgets=[0.5, 1.0], seeds=[0, 1],
+                                     students_at_full=False)  # fmt: skip
+    specs, _ = curve_specs(cfg, tmp_path)
+    names = [s.name for s in specs]
+    assert "budget100/seed1/baseline" in names and not any(n.startswith("budget100/seed0/selective") for n in names)
+    assert len(names) == 2 * (3 + 1)  # per seed: 3 settings at 50%, the Baseline at 100%
+    assert names.index("budget100/seed0/baseline") < names.index("budget050/seed1/baseline")  # seed-major
