@@ -6,6 +6,16 @@ Runs: report labeller (k-fold, per side) → soft labels; then one self-training
 - Fig. 4: 0/25/50/75/100 % of the weak exams at 25 % labelled.
 Subsets are nested and drawn by exam. Every run: FROC on the test split (IoU > 0.2; sensitivity at
 0.1, 0.2, 0.5, 1 FPPI and mean). One HTML report, ``results.json``; finished runs are reused.
+
+Measuring the claims (DESIGN §11): ``--val-exams/--test-exams`` generate val and test splits apart from the
+training data (``_selftrain_data``); ``--tune`` chooses full_share and the lesion threshold on val before any
+main run (``_selftrain_tune``); every run saves its per-image detections and the paired effects of Tables 3, 4
+and Fig. 4 get CIs over seeds × test exams (``_selftrain_effects``).
+
+Powered command (estimated CPU cost, not yet run: see README, "Mammography: self-training"):
+``breastssl experiment mammo-self-training --data data/mammo_powered --n-exams 400 --val-exams 400
+--test-exams 1200 --tune --seeds 0,1,2,3,4 --labeller minilm --nlp-epochs 10 --steps-per-epoch 20
+--round-epochs 6 --p0-every 2 --out runs/mammo_self_training_powered``
 """
 
 from __future__ import annotations
@@ -17,6 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import typer
+
+from ._selftrain_data import MammoSplits, ensure_mammo_data, is_powered
+from ._selftrain_effects import effects_sections, effects_summary, load_detections
+from ._selftrain_tune import TuneSpec, run_tune, tune_spec
 
 FULL_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 WEAK_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -83,11 +97,33 @@ def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "sens_sd": sens_sd, "n_seeds": len(runs), "per_seed": per}  # fmt: skip
 
 
+def _cell(name: str) -> tuple[str, float, float, bool, bool]:
+    """The :func:`_cells` entry called ``name`` (raises UserError for an unknown one)."""
+    from ..errors import UserError
+
+    for c in _cells():
+        if c[0] == name:
+            return c
+    raise UserError(f"unknown cell {name!r}; cells: {[c[0] for c in _cells()]}")
+
+
+def _check_settings(res: dict[str, Any], run_dir: Path, full_share: float | None, t: float) -> None:
+    """A finished run read back must have been trained with the settings asked for (else a rerun after a
+    different tune choice would silently mix settings)."""
+    from ..errors import UserError
+
+    had = {"full_share": res.get("full_share", full_share), "lesion_threshold": res.get("lesion_threshold", t)}
+    if had != {"full_share": full_share, "lesion_threshold": t}:
+        raise UserError(f"{run_dir}: finished with {had}, but this experiment asks for full_share {full_share}, "
+                        f"t {t}; use another --out")  # fmt: skip
+
+
 def run_experiment(
     data: Path, out: Path, labeller: str = "tfidf", size: tuple[int, int] = (96, 64), seed: int = 0,
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
     rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4, seeds: list[int] | None = None,
-    full_share: float | None = None, lesion_threshold: float = 0.25,
+    full_share: float | None = None, lesion_threshold: float = 0.25, tune: TuneSpec | None = None,
+    n_boot: int = 1000,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every cell (or those ``only`` selects, see :func:`_selected`) for every seed; write results.json and
     report.html.
@@ -96,11 +132,15 @@ def run_experiment(
     draws its own nested subsets and initialises its own image models. Without ``seeds``: runs in
     ``runs/NAME``; with: ``runs/seedS/NAME``, and with several every cell of results.json holds the mean
     over seeds (``mean_sd``, ``sens_sd``, ``per_seed``; the curve and mining log of the first seed).
+    ``tune``: choose full_share and the lesion threshold on the val split first (``_selftrain_tune``; the
+    arguments of those names are then ignored). ``n_boot`` > 0: paired effects and claims with CIs over
+    seeds × test exams (``_selftrain_effects``) in results.json, ``effects.csv`` and the report.
     """
     import torch
 
     from ..data.mammo_pairs import load_pairs
     from ..data.schema import read_table
+    from ..errors import UserError
     from ..strategies.self_training import SelfTrainingConfig
     from ..strategies.self_training_run import RunSpec, run_self_training
 
@@ -108,7 +148,10 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_table(data / "manifest.csv")
     lesions = read_table(data / "lesions.csv")
-    labels, nlp_metrics = _labels(manifest, data, out, labeller, seed, log, nlp_epochs)
+    powered = is_powered(manifest)
+    # powered data: the labeller reads the training exams only (the eval splits need no soft labels)
+    label_manifest = manifest[manifest["split"].astype(str) == "train"] if powered else manifest
+    labels, nlp_metrics = _labels(label_manifest, data, out, labeller, seed, log, nlp_epochs)
     pairs = load_pairs(manifest, lesions, data, size)
     t = pairs.table.merge(labels[["exam_id", "laterality", "soft_label"]], on=["exam_id", "laterality"], how="left")
     train_idx, test_idx = np.flatnonzero(t["split"] == "train"), np.flatnonzero(t["split"] == "test")
@@ -116,32 +159,61 @@ def run_experiment(
     soft = t["soft_label"].to_numpy(float)[train_idx]
     tt = train.table
     exams = tt.groupby("exam_id").agg(positive=("has_lesion", "any"), annotation=("annotation", "first")).reset_index()
-    cells = _cells()
     nested = bool(seeds)  # --seeds given: runs/seedS/NAME, whatever the number of seeds
     seeds = list(seeds) if seeds else [seed]
+
+    def subsets(s: int) -> tuple[dict[float, set[str]], dict[float, set[str]]]:
+        return (nested_exams(exams[exams.annotation == "full"], FULL_FRACTIONS, s),
+                nested_exams(exams[exams.annotation != "full"], WEAK_FRACTIONS, s + 1))  # fmt: skip
+
+    def train_cell(cell: tuple, s: int, fs: float | None, thr: float, evaluate: Any, run_dir: Path) -> dict:
+        name, ff, wf, sm, sn = cell
+        full_sets, weak_sets = subsets(s)
+        full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
+        weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
+        cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
+                                 p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=fs,
+                                 lesion_threshold=thr)  # fmt: skip
+        spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
+        log(f"seed {s} run {run_dir.name}: {len(full_idx)} full + {len(weak_idx)} weak images")
+        res = run_self_training(spec, train, soft, evaluate, run_dir)
+        _check_settings(res, run_dir, fs, thr)
+        log(f"  mean sensitivity {res['mean']:.3f}")
+        return res
+
+    tuned = None
+    if tune is not None:
+        val = pairs.subset(np.flatnonzero(t["split"] == "val"))
+        if len(val) == 0:
+            raise UserError(f"{data}: no val split to tune on")
+        cell = _cell(tune.cell)
+        tuned = run_tune(tune, lambda s, fs, thr, d: train_cell(cell, s, fs, thr, val, d), out, len(val))
+        full_share, lesion_threshold = tuned["choice"]["full_share"], tuned["choice"]["lesion_threshold"]
+        log(f"tune: full_share {full_share}, t {lesion_threshold} ({tuned['why']})")
     per_seed: dict[str, list[dict[str, Any]]] = {}
+    dets = {}
+    masks, ids = test.masks[:, 0], test.table["image_id"].tolist()
     for s in seeds:
-        full_sets = nested_exams(exams[exams.annotation == "full"], FULL_FRACTIONS, s)
-        weak_sets = nested_exams(exams[exams.annotation != "full"], WEAK_FRACTIONS, s + 1)
         runs_dir = out / "runs" / f"seed{s}" if nested else out / "runs"
-        for name, ff, wf, sm, sn in cells:
-            if only and not _selected(name, only):
+        for cell in _cells():
+            if only and not _selected(cell[0], only):
                 continue
-            full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
-            weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
-            cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
-                                     p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=full_share,
-                                     lesion_threshold=lesion_threshold)  # fmt: skip
-            spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
-            log(f"seed {s} run {name}: {len(full_idx)} full + {len(weak_idx)} weak images")
-            res = run_self_training(spec, train, soft, test, runs_dir / name)
-            per_seed.setdefault(name, []).append({"seed": s, **res})
-            log(f"  mean sensitivity {res['mean']:.3f}")
+            res = train_cell(cell, s, full_share, lesion_threshold, test, runs_dir / cell[0])
+            per_seed.setdefault(cell[0], []).append({"seed": s, **res})
+            if n_boot > 0:
+                dets[(s, cell[0])] = load_detections(runs_dir / cell[0], masks, ids, lesion_threshold)
     results = {name: _over_seeds(rs) for name, rs in per_seed.items()}
-    summary = {"nlp": nlp_metrics, "runs": results, "settings": {"size": list(size), "labeller": labeller,
+    exam_of = dict(zip(ids, test.table["exam_id"].astype(str), strict=True))
+    effects = effects_summary(dets, exam_of, n_boot, seed) if dets else None
+    if effects:
+        pd.DataFrame(effects["effects"]).to_csv(out / "effects.csv", index=False)
+    n_test_exams = int(test.table["exam_id"].nunique())
+    summary = {"nlp": nlp_metrics, "runs": results, "tune": tuned, "effects": effects,
+               "settings": {"size": list(size), "labeller": labeller,
                "steps_per_epoch": steps_per_epoch, "stage1_epochs": stage1_epochs, "round_epochs": round_epochs,
                "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs,
-               "seeds": seeds, "full_share": full_share, "lesion_threshold": lesion_threshold}}  # fmt: skip
+               "seeds": seeds, "full_share": full_share, "lesion_threshold": lesion_threshold,
+               "powered_data": powered, "test_exams": n_test_exams, "test_images": len(test)}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "report.html").write_text(render_report(summary), encoding="utf-8")
     return summary
@@ -201,6 +273,7 @@ def render_report(summary: dict[str, Any]) -> str:
     meta = [f"settings: {json.dumps(summary['settings'])}", "FROC: connected components of the probability map "
             f"(≥ t = {t}, the threshold mining's masks use too) scored by their maximum, continued below t by a "
             "sweep of region thresholds (upper envelope); hit when IoU > 0.2; FPPI over all test images."]  # fmt: skip
+    sections += effects_sections(summary)
     return page("Self-training with report soft labels (seed 002) — synthetic mammography", meta, sections)
 
 
@@ -234,19 +307,33 @@ def register(app: typer.Typer) -> None:
                                          help="share of each batch's positives/negatives from fully labelled images"),
         lesion_threshold: float = typer.Option(0.25, "--lesion-threshold", min=0.01, max=0.99,
                                                help="t: mining's mask-positive decision and the FROC's regions"),
+        val_exams: int = typer.Option(0, "--val-exams", min=0, help="exams of a val split generated apart"),
+        test_exams: int = typer.Option(0, "--test-exams", min=0, help="exams of a test split generated apart"),
+        tune: bool = typer.Option(False, "--tune", help="choose full_share and t on the val split first"),
+        tune_full_shares: str = typer.Option("none,0.5", "--tune-full-shares", help="candidates; none = pooled"),
+        tune_thresholds: str = typer.Option("0.25,0.15,0.35", "--tune-thresholds", help="candidates for t"),
+        tune_seeds: str = typer.Option("0,1", "--tune-seeds", help="seeds every candidate is trained with"),
+        tune_cell: str = typer.Option("full25_weak100", "--tune-cell", help="the cell the candidates train"),
+        n_boot: int = typer.Option(1000, "--n-boot", min=0, help="bootstrap replicates of the effects (0: none)"),
     ) -> None:  # fmt: skip
         """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports."""
         from ..commands.common import console
+        from ..data.schema import read_table
+        from ..errors import UserError
 
-        if data is None:
-            from ..commands.synth import run_synth
-
-            data = out / "data"
-            if not (data / "manifest.csv").is_file():
-                run_synth("mammo", data, n_exams, seed, "npy", quiet=True)
+        splits = MammoSplits(n_exams, seed, val_exams, test_exams)
+        if data is None or (splits.powered and not (data / "manifest.csv").is_file()):
+            data = ensure_mammo_data(data or out / "data", splits, console.print)
+        if splits.powered and not is_powered(read_table(data / "manifest.csv")):
+            raise UserError(f"{data}: has no val/test splits generated apart; give --data a new folder")
+        try:
+            spec = tune_spec(tune_full_shares, tune_thresholds, tune_seeds, tune_cell) if tune else None
+        except ValueError as exc:
+            raise UserError(f"--tune-*: {exc}") from None
         res = run_experiment(
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
             round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
-            seeds=_parse_seeds(seeds), full_share=full_share, lesion_threshold=lesion_threshold,
+            seeds=_parse_seeds(seeds), full_share=full_share, lesion_threshold=lesion_threshold, tune=spec,
+            n_boot=n_boot,
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")

@@ -2,9 +2,12 @@
 
 Used by ``breastssl experiment mammo-self-training`` (one call per table cell) and by the tests. The
 run directory holds the loop's checkpoints (a killed run resumes), ``mining.json`` (the TP/FP/FN/TN
-counts of every table rebuild, with the weak-seg term's value and gradient norm), ``test_maps.npz`` and
-``metrics.json``. The FROC takes regions at the strategy's ``lesion_threshold`` (the threshold the mining
-uses) and extends the curve over lower region thresholds (``self_training_lesions.froc_swept``).
+counts of every table rebuild, with the weak-seg term's value and gradient norm), ``test_maps.npz``,
+``test_detections.npz`` (per-image regions and lesion hits, what a bootstrap of the FROC re-weighs; see
+``self_training_detections``) and ``metrics.json``. The FROC takes regions at the strategy's
+``lesion_threshold`` (the threshold the mining uses) and extends the curve over lower region thresholds
+(``self_training_lesions.froc_swept``). ``test`` is whichever split the caller evaluates on (the experiment's
+tune stage passes its validation split).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..data.mammo_pairs import PairArrays
 from ..engine import OptimConfig, ScheduleConfig, TrainConfig, fit
 from ..models import create_model
 from .self_training import SelfTraining, SelfTrainingConfig
+from .self_training_detections import image_detections
 from .self_training_lesions import FROC_GRID, froc_swept, lesions_below
 from .self_training_mining import PosNegSampler, SelfTrainingDataset, score_maps
 
@@ -114,10 +118,15 @@ def run_self_training(
         n_weak=int(len(spec.weak_idx)),
         soft_mask=spec.strategy.soft_mask,
         soft_nlp=spec.strategy.soft_nlp,
+        full_share=spec.strategy.full_share,
         steps=cfg.steps,
         mining=strategy.history,
     )
     np.savez_compressed(out / "test_maps.npz", maps=maps.astype(np.float16))
+    det = image_detections(
+        maps, test.masks[:, 0], spec.strategy.lesion_threshold, test.table["image_id"], spec.froc_grid
+    )
+    det.save(out / "test_detections.npz")
     (out / "mining.json").write_text(json.dumps(strategy.history, indent=1))
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=1))
