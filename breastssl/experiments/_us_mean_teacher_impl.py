@@ -10,8 +10,12 @@
    every arm sees the same labelled crops per step (``equal_labelled_exposure``). Early stopping on validation
    accuracy. Tables 3–4: sensitivity, specificity, accuracy at a threshold, AUC with DeLong 95% CI, per test
    site; paired DeLong tests of semi vs each baseline.
-4. ``report.html``, ``metrics.json``, ``predictions.csv``, ``detections.csv`` and ``us_model.pt`` (detector +
-   teacher, for ``breastssl predict``) in ``out_dir``.
+4. Effects (DESIGN §11, :mod:`._us_effects`): per site, each arm's metrics as means over seeds and the paired
+   effects semi − each baseline, with 95% CIs from a bootstrap over seeds × test cases; DeLong on the seed
+   ensembles; the paper's claims decided on those CIs. ``powered`` generates the val and test sets apart
+   (:mod:`._us_data`), finished runs are reused (:mod:`._us_runs`), so seeds can be added later.
+5. ``report.html``, ``metrics.json``, ``predictions.csv``, ``detections.csv``, ``effects_arms.csv``,
+   ``effects.csv``, ``claims.csv`` and ``us_model.pt`` (detector + teacher, for ``breastssl predict``) in ``out_dir``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,9 @@ from ..config import Section
 from ..errors import ConfigError
 from ..models.detection import create_detector
 from ..strategies.mean_teacher import MeanTeacherConfig
+from ._us_data import USPoweredSpec
 
 ARMS = ("semi", "sup_basic", "sup_all")
-ARM_LABELS = {"semi": "Semi-supervised (mean teacher)", "sup_basic": "Supervised, basic set",
-              "sup_all": "Supervised, basic + extended labels"}  # fmt: skip
 
 
 class USDetectorConfig(Section):
@@ -76,12 +79,15 @@ class USExperimentConfig(Section):
     synth_n: int = 800
     synth_seed: int = 0
     synth_set: list[str] = Field(default_factory=list, description="generator overrides, e.g. separation=0.7")
+    powered: USPoweredSpec | None = Field(None, description="val, test sets made apart (synth_n: train images)")
     basic_fraction: float | None = Field(None, gt=0, lt=1, description="None: basic = annotation 'full'")
     detector: USDetectorConfig = Field(default_factory=USDetectorConfig)
     recognition: USRecognitionConfig = Field(default_factory=USRecognitionConfig)
     seeds: list[int] = Field(default_factory=lambda: [0])
     arms: list[str] = Field(default_factory=lambda: list(ARMS))
     threshold: float = Field(0.5, description="malignant when p >= threshold")
+    n_boot: int = Field(2000, ge=10, description="replicates of the seeds × test cases bootstrap")
+    noninferiority_margin: float = Field(0.02, ge=0, description="semi − sup_all claim holds when its CI > −margin")
     device: str = "cpu"
     out_dir: str = "runs/us_mean_teacher"
 
@@ -99,13 +105,13 @@ def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.Data
     """Manifest (with a ``set`` column: basic, extended, val, test) and lesions; generates data if needed."""
     from ..data.schema import read_table
 
+    if cfg.manifest is not None and cfg.powered is not None:
+        raise ConfigError("powered generates synthetic val and test sets; it needs manifest: null")
     if cfg.manifest is None:
-        from ..commands.synth import run_synth
+        from ._us_data import ensure_us_data
 
-        root = out / "data"
-        if not (root / "manifest.csv").is_file():
-            run_synth("us", root, cfg.synth_n, cfg.synth_seed, "npy", overrides=cfg.synth_set, workers=1, quiet=True)
-        path = root / "manifest.csv"
+        root = out / ("data_powered" if cfg.powered else "data")
+        path = ensure_us_data(root, cfg.synth_n, cfg.synth_seed, cfg.synth_set, cfg.powered)
     else:
         path = Path(cfg.manifest)
     man = read_table(path).astype({"image_id": str})
@@ -139,6 +145,7 @@ def train_detector(cfg: USExperimentConfig, man: pd.DataFrame, frames: dict, box
     from ..data.us_dataset import DetectionDataset
     from ..engine import fit
     from ..strategies.detection import DetectionConfig, DetectionStrategy, detection_collate
+    from ._us_runs import detector_key, fresh_dir
 
     d = cfg.detector
     torch.manual_seed(cfg.seeds[0])
@@ -146,7 +153,9 @@ def train_detector(cfg: USExperimentConfig, man: pd.DataFrame, frames: dict, box
     strategy = DetectionStrategy(det, cfg=DetectionConfig(freeze_steps=d.freeze_steps))
     optim = {"name": "sgd", "lr": d.lr, "momentum": 0.9, "weight_decay": 1e-4}
     schedule = {"name": "cosine", "warmup_steps": min(20, d.steps // 10)}
-    # resume: a rerun in the same out_dir (another recognition setting) reuses the finished detector
+    # resume: a rerun in the same out_dir (another recognition setting) reuses the finished detector; one made
+    # with other data or detector settings is deleted first
+    fresh_dir(out / "detector", detector_key(cfg))
     tcfg = _train_cfg(out / "detector", d.steps, d.batch_size, optim, cfg.seeds[0], cfg.device, schedule=schedule,
                       clip_grad_norm=10.0, resume=True)  # fmt: skip
     ids = man.loc[man["set"] == "basic", "image_id"].tolist()
@@ -191,17 +200,23 @@ def arm_batch(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[int, 
     return (semi_lab if r.equal_labelled_exposure else r.batch_size), 0
 
 
+def recognition_model(r: USRecognitionConfig) -> torch.nn.Module:
+    """The recognition network of ``r`` (one malignancy logit), freshly initialised from torch's RNG."""
+    from ..models import create_model
+
+    kw: dict[str, Any] = {"dropout": r.dropout, "num_classes": 1}
+    kw.update({"width": r.width} if r.model == "recognition_cnn" else {"backbone": r.backbone, "seg_decoder": False})
+    return create_model(r.model, **kw)
+
+
 def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Path) -> tuple[Any, dict]:
     """Train one arm's recognition network with early stopping; returns (the evaluation model, summary)."""
     from ..data.us_crops import CropAugment, CropDataset
-    from ..models import create_model
     from ..strategies.mean_teacher import LabelledUnlabelledBatchSampler, MeanTeacher, fit_early_stopping, predict_proba
 
     r = cfg.recognition
     torch.manual_seed(seed)
-    kw: dict[str, Any] = {"dropout": r.dropout, "num_classes": 1}
-    kw.update({"width": r.width} if r.model == "recognition_cnn" else {"backbone": r.backbone, "seg_decoder": False})
-    model = create_model(r.model, **kw)
+    model = recognition_model(r)
     mt = r.mean_teacher
     if arm != "semi":
         mt = mt.model_copy(update={"consistency_weight": 0.0, "evaluate_with": "student"})
@@ -269,8 +284,8 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     """Run the whole experiment (see the module doc); returns the metrics dict."""
     from ..data.us_crops import make_crops
     from ..data.us_dataset import gt_boxes, gt_labels, load_frames
-    from ..fsutil import atomic_file
-    from ..strategies.mean_teacher import predict_proba
+    from ._us_effects import claims, effects_tables
+    from ._us_runs import run_arm_cached
 
     out = Path(cfg.out_dir)
     man, les, root = load_data(cfg, out)  # checks the sets before anything is written (a manifest given)
@@ -293,10 +308,9 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     models: dict[tuple[str, int], Any] = {}
     for seed in cfg.seeds:
         for arm in cfg.arms:
-            model, summary = train_arm(arm, seed, cfg, crops, out)
+            model, summary, p = run_arm_cached(arm, seed, cfg, crops, out)
             models[(arm, seed)] = model
             runs.append({"arm": arm, "seed": seed, **summary})
-            p = predict_proba(model, torch.from_numpy(crops["test_x"]))
             t = crops["test"]
             rows.append(pd.DataFrame({"image_id": t["image_id"], "set_name": t["set_name"], "label": t["label"],
                                       "arm": arm, "seed": seed, "score": p}))  # fmt: skip
@@ -304,17 +318,31 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     metrics = summarise(preds, dt, cfg.threshold)
     metrics["runs"] = runs
     metrics["counts"] = {k: int(v) for k, v in dt.groupby("set_name").size().items()}
+    metrics["nodules"] = {k: int(v) for k, v in dt[dt["label"] >= 0].groupby("set_name").size().items()}
+    metrics["effects"] = effects_tables(preds, dt, cfg.threshold, cfg.n_boot)
+    metrics["claims"] = claims(metrics["effects"], cfg.noninferiority_margin)
     metrics["config"] = cfg.model_dump(mode="json")
-    for name, df in {"predictions.csv": preds, "detections.csv": dt}.items():
+    write_outputs(out, metrics, preds, dt)
+    if ("semi", cfg.seeds[0]) in models:
+        save_bundle(out / "us_model.pt", det, models[("semi", cfg.seeds[0])], cfg)
+    return metrics
+
+
+def write_outputs(out: Path, metrics: dict[str, Any], preds: pd.DataFrame, dt: pd.DataFrame) -> None:
+    """Predictions, detections, the effect tables and the claims as CSV; metrics.json; report.html."""
+    from ..fsutil import atomic_file
+    from ._us_report import render
+
+    eff = metrics["effects"]
+    tables = {"predictions.csv": preds, "detections.csv": dt, "effects_arms.csv": pd.DataFrame(eff["arms"]),
+              "effects.csv": pd.DataFrame(eff["effects"]), "claims.csv": pd.DataFrame(metrics["claims"])}  # fmt: skip
+    for name, df in tables.items():
         with atomic_file(out / name) as tmp:
             df.to_csv(tmp, index=False)
     with atomic_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, default=float))
     with atomic_file(out / "report.html") as tmp:
         tmp.write_text(render(metrics, preds))
-    if ("semi", cfg.seeds[0]) in models:
-        save_bundle(out / "us_model.pt", det, models[("semi", cfg.seeds[0])], cfg)
-    return metrics
 
 
 def save_bundle(path: Path, det: Any, recog: Any, cfg: USExperimentConfig) -> None:
@@ -326,58 +354,3 @@ def save_bundle(path: Path, det: Any, recog: Any, cfg: USExperimentConfig) -> No
               "recognition_cfg": cfg.recognition.model_dump(mode="json", exclude={"mean_teacher"})}  # fmt: skip
     with atomic_file(path, "wb") as tmp:
         torch.save(bundle, tmp)
-
-
-def render(metrics: dict[str, Any], preds: pd.DataFrame) -> str:
-    """The HTML report: data, Table 2 (IoU), Tables 3–4 per test site (per seed and seed mean), DeLong tests."""
-    from ..metrics import roc_curve_points
-    from ..reports.html import ci, fmt, page, table
-    from ..reports.plots import roc_png
-
-    def pm(v: pd.Series) -> str:
-        return f"{v.mean():.3f} ± {v.std(ddof=0):.3f}" if len(v) > 1 else fmt(float(v.iloc[0]))
-
-    cfg = metrics["config"]
-    rc = cfg["recognition"]
-    secs = [("Data (images per set)", table(["set", "images"], list(metrics["counts"].items())))]
-    det = [[k, v["n"], f"{v['iou_mean']:.3f} ± {v['iou_std']:.3f}", v["hit_rate_iou_0.5"]]
-           for k, v in metrics["detection"].items()]  # fmt: skip
-    secs.append(("Table 2: detection, box IoU (ASC)", table(["set", "nodules", "IoU mean ± std", "IoU > 0.5"], det)))
-    cls = pd.DataFrame(metrics["classification"])
-    keys = ["sensitivity", "specificity", "accuracy", "auc"]
-    for name, g in cls.groupby("set", sort=False):
-        mean = [[ARM_LABELS.get(a, a), len(h), *[pm(h[k]) for k in keys]] for a, h in g.groupby("arm", sort=False)]
-        per = [[ARM_LABELS.get(r.arm, r.arm), r.seed, r.sensitivity, r.specificity, r.accuracy,
-                ci(r.auc, r.auc_low, r.auc_high)] for r in g.itertuples()]  # fmt: skip
-        curves = {}
-        sub = preds[(preds["set_name"] == name) & (preds["seed"] == preds["seed"].min())]
-        for arm, h in sub.groupby("arm", sort=False):
-            fpr, tpr, _ = roc_curve_points(h["label"].to_numpy(), h["score"].to_numpy())
-            curves[arm] = (fpr, tpr, float(g[(g.arm == arm) & (g.seed == h.seed.iloc[0])]["auc"].iloc[0]))
-        body = table(["method", "seeds", "sensitivity", "specificity", "accuracy", "AUC"], mean) + table(
-            ["method", "seed", "sensitivity", "specificity", "accuracy", "AUC [95% CI, DeLong]"], per
-        )
-        try:
-            from ..reports.html import figure
-
-            body += f'<div class="figs">{figure(roc_png(curves, f"ROC, {name}"), name)}</div>'
-        except Exception as exc:  # noqa: BLE001  (a figure is never worth failing the report)
-            warnings.warn(f"ROC figure for {name} skipped: {type(exc).__name__}: {exc}", stacklevel=2)
-        secs.append((f"Classification, {name} (threshold {cfg['threshold']})", body))
-    dl = [[d["set"], d["seed"], f"semi − {d['b']}", d["difference"], f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}]",
-           d["p"]] for d in metrics["delong"]]  # fmt: skip
-    secs.append(("Paired DeLong tests", table(["set", "seed", "difference", "AUC diff", "95% CI", "p"], dl)))
-    runs = [[r["arm"], r["seed"], r["n_labelled"], r["n_unlabelled"], r["labelled_per_step"], r["unlabelled_per_step"],
-             r["steps"], r["best_step"], r["best_value"]] for r in metrics["runs"]]  # fmt: skip
-    heads = ["arm", "seed", "labelled", "unlabelled", "labelled / step", "unlabelled / step", "steps", "best step",
-             "best val acc"]  # fmt: skip
-    secs.append(("Training (early stopping on validation accuracy)", table(heads, runs)))
-    meta = [f"detector: {cfg['detector']['backbone']} Faster R-CNN, {cfg['detector']['steps']} steps; "
-            f"recognition: {cfg['recognition']['model']}; seeds {cfg['seeds']}",
-            "two-stage method of seed 004: basic set = labelled, extended set = unlabelled (semi)",
-            "labelled exposure: " + ("equal (supervised arms take the semi arm's labelled crops per step)"
-                                     if rc["equal_labelled_exposure"] else "full batch (supervised arms: batch_size "
-                                     "labelled crops per step)"),
-            f"augmentation per view: flip {rc['flip']}, shift ±{rc['translate']} px, contrast ±{rc['contrast']}; "
-            "student and teacher views drawn independently"]  # fmt: skip
-    return page("Ultrasound: detection + mean-teacher classification", meta, secs)
