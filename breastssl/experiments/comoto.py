@@ -11,6 +11,11 @@ scaled to BCS-DBT pixels (2457 px high; a hit must lie within half a GT diagonal
 the rule on the raw coordinates (``raw_*``: finding the lesion's slices and side) is the secondary reading.
 Every LsKD run also records the mean over its logged steps of ``loss_lskd`` and of the teacher's 9-point entropy
 (``lskd_teacher_entropy``; log 9 when the 9 points are indistinguishable).
+
+The effects (``_comoto_effects``): every row's mean over seeds and the paired effects behind the paper's claims,
+each with a 95% CI from a bootstrap over seeds × test exams, the claims decided on those CIs (``rows_ci.csv``,
+``effects.csv``, ``claims.csv``). ``dbt_synth`` generates a powered test split apart from the training data
+(``_comoto_data``; ``configs/comoto_powered.yaml``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import typer
 from pydantic import Field
 
 from ..config import Section
+from ._comoto_effects import bcs_scaled, comoto_effects, effect_sections, write_effects
+from ._dbt_data import SynthSpec
 
 ROWS = {  # row → (strategy, teacher the student starts from / distils from: none | plain | impa)
     "dbt_only": ("pretraining", "none"),
@@ -34,7 +41,6 @@ ROWS = {  # row → (strategy, teacher the student starts from / distils from: n
     "lskd": ("comoto", "plain"),
     "lskd_impa": ("comoto", "impa"),
 }
-BCS_ROWS = 2457.0  # height of a BCS-DBT volume in pixels
 MODEL_KEYS = ("size", "backbone", "width", "stages", "fpn", "dilate_c5", "anchor_sizes")  # one detector per out_dir
 ENTROPY_COLS = ["train_mean_lskd_teacher_entropy", "train_mean_loss_lskd"]  # LsKD rows only (NaN elsewhere)
 
@@ -46,6 +52,12 @@ class ComotoExperimentConfig(Section):
     dbt_dir: str = "data/comoto/dbt"
     mammo_dir: str = "data/comoto/mammo"
     synth_n: tuple[int, int] = Field((120, 200), description="exams to synthesise (DBT, mammo) if a dir is empty")
+    dbt_synth: SynthSpec | None = Field(
+        None,
+        description="DBT data with a separately generated, enriched test split (replaces synth_n[0]); see _comoto_data",
+    )
+    min_test_lesion_volumes: int = Field(0, ge=0, description="refuse a DBT test split with fewer lesion volumes")
+    n_boot: int = Field(1000, ge=10, description="replicates of the seeds × test exams bootstrap of the effects")
     size: tuple[int, int] = Field((128, 96), description="(H, W) every DBT slice and mammogram is resized to")
     backbone: str = "tiny"
     width: int = 8
@@ -138,14 +150,9 @@ class _Data:
         return PairedDataset(self.dbt_factory(table, seed), self.mammo, seed), counts
 
     def test_truth(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        man = self.dbt_man[self.dbt_man["split"] == "test"]
-        view = (man["laterality"].astype(str) + man["view"].astype(str)).str.lower()
-        keyed = man.assign(StudyUID=man["exam_id"].astype(str), View=view.values)
-        les = self.dbt_les.merge(keyed[["image_id", "StudyUID", "View", "n_slices", "rows"]], on="image_id")
-        cols = {"StudyUID": "StudyUID", "View": "View", "Slice": "slice", "X": "x", "Y": "y", "Width": "w"}
-        cols |= {"Height": "h", "VolumeSlices": "n_slices"}
-        boxes = pd.DataFrame({k: les[v].to_numpy() for k, v in cols.items()})
-        return keyed, boxes, keyed[["StudyUID", "View"]].reset_index(drop=True)
+        from ._comoto_data import volume_truth
+
+        return volume_truth(self.dbt_man, self.dbt_les)
 
 
 def _evaluate(model: Any, data: _Data) -> tuple[dict[str, float], pd.DataFrame]:
@@ -158,30 +165,28 @@ def _evaluate(model: Any, data: _Data) -> tuple[dict[str, float], pd.DataFrame]:
     volumes = ((r, load_stack(r, data.dbt_root, size)) for r in man.to_dict("records"))
     pred = predict_volumes(model, volumes, lambda r: (size[1] / r["columns"], size[0] / r["rows"]), data.cfg.iou_merge)
     raw = {"raw_" + k: v for k, v in froc_dbt(pred, boxes, labels).items()}
-    rows = man.set_index(["StudyUID", "View"])["rows"]  # scale every coordinate to BCS-DBT pixels
-    f_pred = BCS_ROWS / rows.reindex(pd.MultiIndex.from_frame(pred[["StudyUID", "View"]])).to_numpy(float)
-    f_box = BCS_ROWS / rows.reindex(pd.MultiIndex.from_frame(boxes[["StudyUID", "View"]])).to_numpy(float)
-    sp, sb = pred.copy(), boxes.copy()
-    for c in ("X", "Y", "Width", "Height"):
-        sp[c] = sp[c].astype(float) * f_pred
-        sb[c] = sb[c].astype(float) * f_box
+    sp, sb = bcs_scaled(pred, boxes, man)  # every coordinate in BCS-DBT pixels
     res = {"scaled_" + k: v for k, v in froc_dbt(sp, sb, labels).items()}  # the primary reading comes first
     return res | raw, pred
 
 
 def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
-    """Every run of the table (skipping finished ones), then results.csv, summary.csv and report.html."""
+    """Every run of the table (skipping finished ones), then results.csv, summary.csv, the effects and report.html."""
     import torch
 
     from ..strategies import create_strategy
     from ..strategies.comoto_common import ComotoConfig
+    from ._comoto_data import check_test_split, claim_test_split, ensure_comoto_dbt, split_composition
 
     torch.set_num_threads(1)
     out = Path(cfg.out_dir)
     _claim_out_dir(out, cfg)
-    _synth("dbt", Path(cfg.dbt_dir), cfg.synth_n[0])
+    ensure_comoto_dbt(Path(cfg.dbt_dir), cfg.synth_n[0], cfg.dbt_synth, typer.echo)
     _synth("mammo", Path(cfg.mammo_dir), cfg.synth_n[1])
     data = _Data(cfg)
+    composition = split_composition(data.dbt_man, data.dbt_les)
+    check_test_split(composition, cfg.min_test_lesion_volumes)
+    claim_test_split(out, data.dbt_man, composition)
     results: list[dict[str, Any]] = []
     kd = {"temperature": cfg.temperature, "alpha": cfg.alpha, "impa_beta": cfg.impa_beta}
     for seed in cfg.seeds:
@@ -214,9 +219,20 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
     table.to_csv(out / "results.csv", index=False)
     summary = _summary(table)
     summary.to_csv(out / "summary.csv", index=False)
-    (out / "report.html").write_text(_report(cfg, table, summary))
+    effects = comoto_effects(_predictions(out, table), data.test_truth(), cfg.n_boot)
+    write_effects(out, effects)
+    (out / "report.html").write_text(_report(cfg, table, summary, effect_sections(effects), composition))
     (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return table
+
+
+def _predictions(out: Path, table: pd.DataFrame) -> dict[tuple[int, float, str], pd.DataFrame]:
+    """Every run's volume predictions (stored pixels), keyed (seed, fraction, row)."""
+    runs = {}
+    for r in table[["seed", "fraction", "row"]].itertuples(index=False):
+        path = out / f"seed{r.seed}" / f"frac{r.fraction:g}" / r.row / "predictions_volume.csv"
+        runs[(int(r.seed), float(r.fraction), str(r.row))] = pd.read_csv(path, dtype={"StudyUID": str, "View": str})
+    return runs
 
 
 def _claim_out_dir(out: Path, cfg: ComotoExperimentConfig) -> None:
@@ -297,7 +313,13 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if np.isfinite(value) else "—"
 
 
-def _report(cfg: ComotoExperimentConfig, table: pd.DataFrame, summary: pd.DataFrame) -> str:
+def _report(
+    cfg: ComotoExperimentConfig,
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    effects: list[tuple[str, str]],
+    composition: dict[str, int],
+) -> str:
     from ..reports.html import page
     from ..reports.html import table as html_table
 
@@ -320,6 +342,11 @@ def _report(cfg: ComotoExperimentConfig, table: pd.DataFrame, summary: pd.DataFr
         f"{cfg.size}, teacher {cfg.teacher_steps} steps, students {cfg.student_steps} steps, batch "
         f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}",
         f"LsKD / image KD: T = {cfg.temperature}, α = {cfg.alpha}; ImPA β = {cfg.impa_beta}; seeds {cfg.seeds}",
+        f"DBT test split: {composition['test_volumes']} volumes of {composition['test_exams']} exams, "
+        f"{composition['test_lesion_volumes']} with a lesion ({composition['test_lesions']} lesions), "
+        f"{'generated apart from the training data, enriched' if cfg.dbt_synth else 'the one generator run'}; "
+        f"{composition['train_exams']} training exams. CIs: {cfg.n_boot} replicates of a bootstrap over seeds × "
+        "test exams (exams with a lesion and the others resampled apart).",
         "Metric: BCS-DBT FROC (froc_dbt) over the test volumes after per-slice detection and cross-slice merging. "
         "Primary, 'BCS scale': coordinates scaled to 2457-px-high volumes (the box centre must lie within half a "
         "lesion diagonal). Secondary, 'raw px': synthetic coordinates (the 100-px floor makes any box in the right "
@@ -328,7 +355,7 @@ def _report(cfg: ComotoExperimentConfig, table: pd.DataFrame, summary: pd.DataFr
         f"9 lesion points, averaged over channels (log 9 = {math.log(9):.4f} when the 9 points are "
         "indistinguishable), and loss_lskd.",
     ]
-    sections = [("Mean over seeds (± SD)", html_table(head, rows)),
+    sections = [*effects, ("Mean over seeds (± SD)", html_table(head, rows)),
                 ("Every run", html_table(["seed", "fraction", "row", "DBT stacks", "positive slices",
                                           "mean sens (BCS scale)", "mean sens (raw)", "teacher entropy",
                                           "LsKD loss"], per))]  # fmt: skip

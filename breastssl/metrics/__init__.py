@@ -16,7 +16,7 @@ from .froc import (
     match_2d,
     regions_from_map,
 )
-from .froc_dbt import froc_dbt, froc_dbt_curves, match_dbt
+from .froc_dbt import dbt_volume_counts, froc_dbt, froc_dbt_curves, match_dbt, weighted_froc_dbt
 from .roc import DelongTest, delong_ci, delong_test, delong_variance, roc_auc, roc_curve_points
 from .threshold import (
     accuracy,
@@ -39,6 +39,7 @@ __all__ = [
     "delong_ci",
     "delong_test",
     "delong_variance",
+    "dbt_volume_counts",
     "describe",
     "froc_2d",
     "froc_2d_maps",
@@ -55,5 +56,6 @@ __all__ = [
     "specificity",
     "to_level",
     "truth_at_level",
+    "weighted_froc_dbt",
     "youden_threshold",
 ]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -171,3 +172,109 @@ def froc_dbt_curves(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The swept ``(fps_per_volume, sensitivity)`` points for ``"all"`` and ``"positive"`` volumes."""
     return {k: (v[0], v[1]) for k, v in _curves(predictions, boxes, labels).items()}
+
+
+# -- weighted FROC: volume weights for the seeds × test-volumes bootstrap (DESIGN §11) ----------------------
+# A bootstrap replicate of the test volumes is a vector of resampling counts per volume. One run's detections are
+# matched once and reduced to per-volume counts at every candidate threshold; each replicate is then a weighted sum
+# of those counts (one matrix product for all replicates), and with integer weights it equals ``froc_dbt`` on the
+# volumes repeated that many times (under distinct keys). Unit weights give ``froc_dbt`` itself.
+
+
+@dataclass(frozen=True)
+class VolumeCounts:
+    """One run's detections as counts per test volume (V, the rows of ``labels``) and threshold (T, descending).
+
+    Thresholds: +inf, every distinct score of a TP prediction, −inf; a prediction is kept when its score ≥ the
+    threshold, so the columns are the swept points of ``froc_dbt`` (rule 6) up to repeated identical points.
+    """
+
+    thresholds: np.ndarray  # (T,) descending
+    fp: np.ndarray  # (V, T) false-positive predictions of the volume with score ≥ threshold
+    found: np.ndarray  # (V, T) GT boxes of the volume whose best TP prediction has score ≥ threshold
+    tp_at: np.ndarray  # (V, T) TP predictions of the volume with score == threshold (a point exists only then)
+    boxes: np.ndarray  # (V,) GT boxes of the volume
+    positive: np.ndarray  # (V,) bool, the volume has GT boxes
+
+
+def _cumulative(volume: np.ndarray, column: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Counts (V, T) of items entering at ``column`` of their ``volume``, accumulated along the thresholds."""
+    counts = np.zeros(shape)
+    np.add.at(counts, (volume, column), 1.0)
+    return np.cumsum(counts, axis=1)
+
+
+def dbt_volume_counts(predictions: pd.DataFrame, boxes: pd.DataFrame, labels: pd.DataFrame) -> VolumeCounts:
+    """Match ``predictions`` to ``boxes`` once (rules 1–5) and count per volume of ``labels`` (one row a volume).
+
+    Every prediction and box must lie in a volume of ``labels``: a weight is a volume's, so there is none for
+    the others (``froc_dbt`` would count such predictions as FPs of no volume).
+    """
+    _check(predictions, PRED_COLUMNS, "predictions")
+    _check(boxes, BOX_COLUMNS, "boxes")
+    _check(labels, LABEL_COLUMNS, "labels")
+    volumes = pd.Index(_keys(labels))
+    if volumes.has_duplicates:
+        raise ValueError("labels hold a volume (StudyUID, View) more than once")
+    p_vol, g_vol = volumes.get_indexer(_keys(predictions)), volumes.get_indexer(_keys(boxes))
+    if (p_vol < 0).any() or (g_vol < 0).any():
+        raise ValueError("predictions or boxes in volumes that labels lack: a weighted FROC cannot weight them")
+    scores = predictions["Score"].to_numpy(np.float64)
+    tp, gtid = match_dbt(predictions, boxes)
+    thresholds = np.r_[np.inf, np.unique(scores[tp])[::-1], -np.inf]
+
+    def entry(s: np.ndarray) -> np.ndarray:
+        """The first column whose threshold the scores s pass (s ≥ threshold; thresholds descend)."""
+        return np.searchsorted(-thresholds, -s, side="left")
+
+    shape = (len(volumes), len(thresholds))
+    best = np.full(len(boxes), -np.inf)  # rule 5: a box counts from its best TP prediction's score on
+    np.maximum.at(best, gtid[tp], scores[tp])
+    hit = best > -np.inf
+    tp_at = np.zeros(shape)
+    np.add.at(tp_at, (p_vol[tp], entry(scores[tp])), 1.0)
+    n_boxes = np.bincount(g_vol, minlength=len(volumes)).astype(float)
+    return VolumeCounts(
+        thresholds=thresholds,
+        fp=_cumulative(p_vol[~tp], entry(scores[~tp]), shape),
+        found=_cumulative(g_vol[hit], entry(best[hit]), shape),
+        tp_at=tp_at,
+        boxes=n_boxes,
+        positive=n_boxes > 0,
+    )
+
+
+def _interp_points(fps: np.ndarray, tpr: np.ndarray, fps_eval: Sequence[float]) -> list[float]:
+    """Sensitivities at ``fps_eval`` of swept points (rules 6–7): cut after the first point beyond the largest."""
+    over = np.flatnonzero(fps > max(fps_eval))
+    stop = over[0] + 1 if over.size else fps.size
+    return [float(np.interp(x, fps[:stop], tpr[:stop])) for x in fps_eval]
+
+
+def weighted_froc_dbt(counts: VolumeCounts, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """``froc_dbt``'s readings under each row of volume weights (B, V): a dict of (B,) arrays, same keys.
+
+    Sensitivity = Σ w·found / Σ w·boxes, FP/volume = Σ w·FP / Σ w (over all volumes, or positive ones), at the
+    thresholds where a TP prediction of positive weight sits (as if zero-weight volumes were absent). NaN where a
+    replicate has no boxes or no (positive) volumes of positive weight.
+    """
+    w = np.atleast_2d(np.asarray(weights, np.float64))
+    if w.shape[1] != counts.boxes.size:
+        raise ValueError(f"weights hold {w.shape[1]} volumes, the counts {counts.boxes.size}")
+    n_boxes = w @ counts.boxes
+    found = w @ counts.found  # (B, T)
+    active = (w @ counts.tp_at) > 0
+    active[:, [0, -1]] = True  # nothing kept / everything kept
+    out: dict[str, np.ndarray] = {}
+    for name, wv, fps_eval in (("all", w, FPS_ALL), ("positive", w * counts.positive, FPS_POSITIVE)):
+        n_vol, fp = wv.sum(axis=1), wv @ counts.fp
+        values = np.full((len(w), len(fps_eval)), np.nan)
+        for b in np.flatnonzero((n_vol > 0) & (n_boxes > 0)):
+            keep = active[b]
+            values[b] = _interp_points(fp[b, keep] / n_vol[b], found[b, keep] / n_boxes[b], fps_eval)
+        out[name] = values
+    result = {"sensitivity_at_2_fps_all": out["all"][:, 0]}
+    for i, x in enumerate(FPS_POSITIVE):
+        result[f"sensitivity_at_{int(x)}_fps_positive"] = out["positive"][:, i]
+    result["mean_sensitivity_positive"] = out["positive"].mean(axis=1)
+    return result
