@@ -50,7 +50,8 @@ class AnnotationEfficiencyConfig(Section):
     )
     n_boot: int = Field(1000, ge=100, description="bootstrap replicates (seeds × test cases) of every CI")
     students_at_full: bool = Field(
-        True, description="train the students at 100% too (false: only the Baseline, the curve's target, e.g. when "
+        True,
+        description="train the students at 100% too (false: only the Baseline, the curve's target, e.g. when "
         "a Table-1 experiment with the same data, recipe, choice and seeds already holds the 100% students)",
     )
 
