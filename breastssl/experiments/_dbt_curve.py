@@ -87,9 +87,11 @@ def ci_matching(eff: pd.DataFrame, setting: str) -> dict[str, float | None]:
             break
         not_below = float(b)
     matches = {}
-    for b, g in e.groupby("budget"):
-        ok = g[g["ci_high"] >= 0]["vs_budget"]
-        matches[f"{b:g}"] = float(ok.max()) if len(ok) else None
+    own = {float(b) for b in e["budget"]} | ({top} if setting == BASE else set())
+    for b in sorted(own):
+        ok = [float(v) for v in e[(e["budget"] == b) & (e["ci_high"] >= 0)]["vs_budget"]]
+        ok += [b] if setting == BASE else []  # the Baseline at a budget matches itself (no row compares them)
+        matches[f"{b:g}"] = max(ok) if ok else None
     return {"not_below_full": not_below, "matches_baseline_at": matches}
 
 

@@ -153,4 +153,5 @@ def test_annotation_curve_points_effects_and_matching():
     assert skd["not_below_full"] == 0.25  # 25% and 100% reach the full Baseline, 10% is below it
     assert skd["matches_baseline_at"]["0.25"] == 1.0 and skd["matches_baseline_at"]["0.1"] == 0.25
     assert weak["not_below_full"] is None and weak["matches_baseline_at"]["1"] == 0.1
-    assert ci_matching(eff, "baseline")["not_below_full"] == 1.0
+    base = ci_matching(eff, "baseline")
+    assert base["not_below_full"] == 1.0 and base["matches_baseline_at"] == {"0.1": 0.1, "0.25": 0.25, "1": 1.0}
