@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
 from ..metrics.froc_dbt import dbt_volume_counts, weighted_froc_dbt
+from ..reports.html import effect
 
 BCS_ROWS = 2457.0  # height of a BCS-DBT volume in pixels
 METRIC = "mean_sensitivity_positive"
@@ -144,13 +145,6 @@ def _find(eff: pd.DataFrame, reading: str, fraction: str, a: str, b: str) -> pd.
     return hit.iloc[0] if len(hit) else None
 
 
-def _figure(r: pd.Series | None) -> str:
-    if r is None:
-        return "n/a"
-    return (f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-            f"{int(r['seeds_positive'])}/{int(r['seeds'])} seeds > 0")  # fmt: skip
-
-
 def _verdict(r: pd.Series | None) -> tuple[bool | None, str]:
     if r is None:
         return None, "n/a (runs missing)"
@@ -184,7 +178,7 @@ def claims(eff: pd.DataFrame) -> pd.DataFrame:
         primary = _find(eff, "scaled", f, a, b)
         holds, verdict = _verdict(primary)
         out.append({"claim": claim, "holds": holds, "verdict": verdict, "fraction": f, "a": a, "b": b,
-                    "primary": _figure(primary), "raw": _figure(_find(eff, "raw", f, a, b))})  # fmt: skip
+                    "primary": effect(primary), "raw": effect(_find(eff, "raw", f, a, b))})  # fmt: skip
     return pd.DataFrame(out, columns=["claim", "holds", "verdict", "fraction", "a", "b", "primary", "raw"])
 
 
@@ -197,7 +191,7 @@ def effect_sections(res: ComotoEffects) -> list[tuple[str, str]]:
     rows = [[READINGS[r["reading"]], r["fraction"], LABELS.get(r["row"], r["row"]), int(r["seeds"]),
              f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"] for _, r in res.rows.iterrows()]  # fmt: skip
     effs = [[READINGS[r["reading"]], r["fraction"], f"{LABELS.get(r['a'], r['a'])} − {LABELS.get(r['b'], r['b'])}",
-             _figure(r)] for _, r in res.effects.iterrows()]  # fmt: skip
+             effect(r)] for _, r in res.effects.iterrows()]  # fmt: skip
     return [
         ("The paper's claims (decided on the BCS-scale CI)",
          table(["claim", "verdict", f"Δ mean sens 1–4 FP/vol, BCS scale [{ci}]", "Δ raw px (secondary)"],

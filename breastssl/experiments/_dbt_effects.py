@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 
 from ..metrics.aggregate import LEVEL_KEYS
 from ..metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
+from ..reports.html import effect
 
 EFFECT_COLUMNS = ["a", "b", "group", "seeds", "delta", "ci_low", "ci_high", "seeds_positive", "delta_sd"]
 
@@ -123,13 +124,6 @@ def _row(eff: pd.DataFrame, a: str, b: str, group: str) -> pd.Series | None:
     return r.iloc[0] if len(r) else None
 
 
-def _fmt(r: pd.Series | None) -> str:
-    if r is None:
-        return "n/a"
-    ci = f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-    return f"{r['delta']:+.3f} {ci}, {int(r['seeds_positive'])}/{int(r['seeds'])} seeds > 0"
-
-
 def claims_with_ci(eff: pd.DataFrame, labels: Mapping[str, str], annotated: Sequence[str]) -> list[dict]:
     """The paper's four Table-1 claims decided on the paired effects: a claim holds when its ΔAUC CI
     (seeds × test cases) excludes 0 in the paper's direction; ``holds`` is None when a figure is missing."""
@@ -140,7 +134,7 @@ def claims_with_ci(eff: pd.DataFrame, labels: Mapping[str, str], annotated: Sequ
     def add(claim: str, rows: dict[str, pd.Series | None], ok) -> None:
         present = [r for r in rows.values() if r is not None]
         holds = None if len(present) < len(rows) or not rows else bool(ok(rows))
-        figures = "; ".join(f"{k}: {_fmt(r)}" for k, r in rows.items())
+        figures = "; ".join(f"{k}: {effect(r)}" for k, r in rows.items())
         out.append({"claim": claim, "holds": holds, "figures": figures})
 
     def sig(r: pd.Series) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
+from ..reports.html import effect
 from ..strategies.self_training_detections import METRIC_NAMES, Detections, image_detections, weighted_froc
 
 FRACTIONS = (10, 25, 50, 100)
@@ -104,17 +105,10 @@ def _mean_row(eff: pd.DataFrame, a: str, b: str) -> pd.Series | None:
     return r.iloc[0] if len(r) else None
 
 
-def _fmt(r: pd.Series | None) -> str:
-    if r is None:
-        return "n/a"
-    return (f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-            f"{int(r['seeds_positive'])}/{int(r['seeds'])} seeds > 0")  # fmt: skip
-
-
 def _claim(claim: str, rows: dict[str, pd.Series | None], rule) -> dict:
     """holds: None when a figure is missing, else ``rule(rows)``; figures: every Δ with its CI."""
     holds = None if not rows or any(r is None for r in rows.values()) else bool(rule(rows))
-    return {"claim": claim, "holds": holds, "figures": "; ".join(f"{k}: {_fmt(r)}" for k, r in rows.items())}
+    return {"claim": claim, "holds": holds, "figures": "; ".join(f"{k}: {effect(r)}" for k, r in rows.items())}
 
 
 def claims_with_ci(eff: pd.DataFrame) -> list[dict]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 CSS = """
 body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:24px 32px;color:#222;max-width:1100px}
@@ -32,6 +33,14 @@ def ci(value: float, low: float, high: float, digits: int = 3) -> str:
     if any(isinstance(v, float) and math.isnan(v) for v in (value, low, high)):
         return fmt(value, digits)
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def effect(r: Mapping[str, Any] | None) -> str:
+    """A paired effect (delta, ci_low, ci_high, seeds_positive, seeds) as '+0.012 [-0.003, +0.027], 3/5 seeds > 0'."""
+    if r is None:
+        return "n/a"
+    ci_text = f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+    return f"{r['delta']:+.3f} {ci_text}, {int(r['seeds_positive'])}/{int(r['seeds'])} seeds > 0"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
