@@ -220,7 +220,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(AnnotationEfficiencyConfig, config, set_)
         res = run_experiment(cfg)
         for s, b in res["match"]["budget"].items():
-            where = "not reached" if b is None else f"{100 * b:.0f}% annotated"
+            where = "no budget" if b is None else f"{100 * b:.0f}% annotated"
             nb = res["match"]["ci"][s]["not_below_full"]
             ci_where = "at no budget" if nb is None else f"from {100 * nb:.0f}%"
             typer.echo(
