@@ -4,11 +4,12 @@ Two kinds of model:
 
 - ``--model FILE`` with ``--modality us|mg``: a model file; each modality's predictor lives in its own
   module (``PREDICTORS``: modality → "module:function", called as ``function(model, inputs, out)``);
-- ``--run RUN`` (``--modality dbt``, the default with ``--run``): a ``breastssl train`` run directory,
-  whose ``config.yaml`` and newest checkpoint rebuild the model (``RUN_PREDICTORS``, called as
-  ``function(run, inputs, out, top_slices=, batch_size=, device=, overwrite=)``).
+- ``--run RUN``: a run folder of ``breastssl train`` (any method): its ``model.json`` names the family, whose
+  predictor (``RUN_PREDICTORS``: family → "module:function") is called as
+  ``function(run, inputs, out, top_slices=, batch_size=, device=, overwrite=)`` (each takes what it needs);
+  a DBT run folder written before ``model.json`` existed is read through its ``config.yaml``.
 
-Add a modality with one line in the table it belongs to.
+Add a family with one line in ``RUN_PREDICTORS``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,22 @@ PREDICTORS = {
 }
 RUN_PREDICTORS = {
     "dbt": "breastssl.inference.dbt_predict:predict_dbt",
+    "mammo": "breastssl.inference.mammo_predict:predict_run",
+    "us": "breastssl.inference.us_predict:predict_run",
+    "comoto": "breastssl.inference.comoto_predict:predict_run",
 }
+
+
+def run_family(run: Path) -> str:
+    """The method family of a run folder (or of a checkpoint inside one): from model.json, else DBT (older runs)."""
+    from ..run.folder import read_card, run_dir_of
+
+    run_dir, _ = run_dir_of(run)
+    if (run_dir / "model.json").is_file():
+        return str(read_card(run_dir)["family"])
+    if (run_dir / "config.yaml").is_file():
+        return "dbt"
+    raise UserError(f"--run {run}: not a run folder of `breastssl train` (no model.json or config.yaml)")
 
 
 def _load(spec: str) -> Callable[..., Any]:
@@ -45,34 +61,33 @@ def register(app: typer.Typer) -> None:
             ..., help="image files or folders; dbt: DICOM study folders, DICOM files or manifests (.csv/.parquet)"
         ),
         modality: str = typer.Option(
-            None, "--modality", "-m", help=f"one of: {', '.join([*PREDICTORS, *RUN_PREDICTORS])} (--run: dbt)"
+            None, "--modality", "-m", help=f"with --model: one of {', '.join(PREDICTORS)} (--run reads it from the run)"
         ),
         model: Path = typer.Option(None, "--model", help="trained model file (us: us_model.pt of the experiment)"),
-        run: Path = typer.Option(None, "--run", help="dbt: a `breastssl train` run directory (config + checkpoint)"),
+        run: Path = typer.Option(None, "--run", help="a `breastssl train` run folder (any method)"),
         out: Path = typer.Option(Path("predictions"), "--out", "-o", help="output folder"),
         top_slices: int = typer.Option(3, "--top-slices", help="dbt: heatmap PNGs of this many best slices per stack"),
         batch_size: int = typer.Option(64, "--batch-size", help="dbt: slices per forward pass"),
-        device: str = typer.Option("cpu", "--device", help="dbt: torch device, e.g. cpu or cuda"),
-        overwrite: bool = typer.Option(False, "--overwrite", help="dbt: replace an existing output folder"),
+        device: str = typer.Option("cpu", "--device", help="--run: torch device, e.g. cpu or cuda"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="--run: replace an existing output folder"),
         onnx: Path = typer.Option(
             None, "--onnx", help="dbt: run this ONNX export of the run (`breastssl export`) with onnxruntime"
         ),
     ) -> None:
         """Predict on new images.
 
-        us / mg (--model FILE): boxes with scores, predictions.csv and overlay PNGs.
-
-        dbt (--run RUN): slice/stack/breast/exam scores, predictions.json, heatmap PNGs of the top slices.
-        Slices are preprocessed and scores aggregated exactly as the run was trained and evaluated.
+        --run RUN (any method): DBT slice runs give slice/stack/breast/exam scores, predictions.json and heatmap
+        PNGs of the top slices; mammography runs maps, masks and regions; ultrasound runs boxes with a malignancy
+        probability; CoMoTo runs lesion boxes per DBT volume. Inputs are preprocessed exactly as the run was
+        trained. --model FILE (us, mg): model files of the experiments.
         """
         if (model is None) == (run is None):
-            raise UserError("give either --model FILE (us, mg) or --run RUN_DIR (dbt)")
+            raise UserError("give either --run RUN_DIR (any `breastssl train` run) or --model FILE (us, mg)")
         if run is not None:
-            modality = modality or "dbt"
-            if modality not in RUN_PREDICTORS:
-                kinds = ", ".join(RUN_PREDICTORS)
-                raise UserError(f"--run works with --modality {kinds}, not {modality!r} (use --model)")
-            fn = _load(RUN_PREDICTORS[modality])
+            family = run_family(run)
+            if onnx is not None and family != "dbt":
+                raise UserError(f"--onnx runs an exported DBT slice run; {run} is a {family} run")
+            fn = _load(RUN_PREDICTORS[family])
             extra: dict[str, Any] = {}
             if onnx is not None:
                 if not onnx.is_file():
@@ -80,10 +95,13 @@ def register(app: typer.Typer) -> None:
                 from ..export import OnnxModel
 
                 extra["model"] = OnnxModel(onnx)
-            stacks = fn(run, list(inputs), out, top_slices=top_slices, batch_size=batch_size, device=device,
+            result = fn(run, list(inputs), out, top_slices=top_slices, batch_size=batch_size, device=device,
                         overwrite=overwrite, **extra)  # fmt: skip
-            console.print(f"{len(stacks)} stacks of {stacks['exam_id'].nunique()} exams scored → {out}/")
-            console.print("  slices.csv, stacks.csv, breasts.csv, exams.csv, predictions.json, heatmaps/")
+            if family == "dbt":
+                console.print(f"{len(result)} stacks of {result['exam_id'].nunique()} exams scored → {out}/")
+                console.print("  slices.csv, stacks.csv, breasts.csv, exams.csv, predictions.json, heatmaps/")
+            else:
+                console.print(f"{family} run: {len(result)} predictions → {out / 'predictions.csv'}")
             return
         if onnx is not None:
             raise UserError("--onnx runs an exported DBT run: give it with --run RUN_DIR")

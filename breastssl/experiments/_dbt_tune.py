@@ -172,11 +172,11 @@ def baseline_val_auc(spec: Any, split: str, out: Path) -> float:
     """The teacher's own AUC on the tune split (the reference of the candidates), scored once into ``out``."""
     if out.is_file():
         return float(json.loads(out.read_text())["auc"])
-    from ..commands.train import _read_data, evaluate_split, load_teacher
     from ..data.dbt_slices import StackStore, score_slices
+    from ..run.recipes.dbt import evaluate_split, load_teacher, read_data
 
     run_cfg = spec.cfg
-    manifest, lesions, root = _read_data(run_cfg)
+    manifest, lesions, root = read_data(run_cfg)
     rows = manifest[manifest["split"].astype(str) == split]
     store = StackStore(manifest, root, tuple(run_cfg.data.image_size), lesions, run_cfg.data.pos_halfwidth,
                        run_cfg.data.cache_mb)  # fmt: skip

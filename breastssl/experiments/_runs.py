@@ -40,11 +40,10 @@ class RunSpec:
 
 
 def build_run_config(base: str | Path, overrides: Sequence[str]) -> Any:
-    """A RunConfig from a YAML recipe plus ``a.b=v`` overrides (validated now)."""
-    from ..config import load_config
-    from ..run_config import RunConfig
+    """A run config (any family, typed by its strategy) from a YAML recipe plus ``a.b=v`` overrides, validated now."""
+    from ..run.config import load_run_config
 
-    return load_config(RunConfig, base, list(overrides))
+    return load_run_config(base, list(overrides))
 
 
 def _launch(spec: RunSpec, config_dir: Path, threads: int, device: str | None) -> None:

@@ -96,7 +96,7 @@ def _absolute_lesions(lesions_path: Path, root: Path, out: Path) -> Path:
 def _same_run(a: Any, b_dir: Path) -> bool:
     """True when the run at ``b_dir`` was trained with ``a``'s config (up to its folder and progress bar)."""
     from ..config import load_config
-    from ..run_config import RunConfig
+    from ..run.recipes.dbt import RunConfig
 
     if not (b_dir / "metrics.json").is_file() or not (b_dir / "config.yaml").is_file():
         return False

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..run.folder import CARD_FORMAT
 
 US_BUNDLE = "us_model.pt"
 DENSE_BATCH = 2  # dense kinds are traced on 2 images so no batch-1 special case can hide in the graph
@@ -82,6 +83,28 @@ def _comoto_config(run_dir: Path) -> Path | None:
     return None
 
 
+def _from_card(run_dir: Path, ckpt: Path | None) -> tuple[str, list[ExportItem]]:
+    """Every model of a run folder of `breastssl train` (``model.json``, the one format of breastssl.run.folder)."""
+    from ..run.folder import load_run as load_run_folder
+
+    run = load_run_folder(ckpt if ckpt is not None else run_dir)
+    card, items = run.card, []
+    inp = card["input"]
+    for name, model in run.models.items():
+        entry = card["models"][name]
+        size = entry.get("input_size", inp["size"])
+        if entry.get("builder") == "detector":
+            items.append(
+                ExportItem(name, "faster_rcnn", model, (1, int(inp["channels"]), *map(int, size)), str(run_dir))
+            )
+            continue
+        batch = 1 if card["family"] == "comoto" else DENSE_BATCH
+        items.append(
+            ExportItem(name, entry["name"], model, (batch, int(inp["channels"]), *map(int, size)), str(run_dir))
+        )
+    return str(card["family"]), items
+
+
 def _from_run_dir(run_dir: Path, ckpt: Path | None) -> tuple[str, list[ExportItem]]:
     from ..config import load_config, read_yaml
     from ..models import build_model, create_model
@@ -89,6 +112,8 @@ def _from_run_dir(run_dir: Path, ckpt: Path | None) -> tuple[str, list[ExportIte
     if (run_dir / US_BUNDLE).is_file() and ckpt is None:
         return _us_bundle(run_dir / US_BUNDLE)
     spec_path = run_dir / "model.json"
+    if spec_path.is_file() and json.loads(spec_path.read_text()).get("format") == CARD_FORMAT:
+        return _from_card(run_dir, ckpt)
     if spec_path.is_file():  # mammography self-training (breastssl/strategies/self_training_run.py)
         spec = json.loads(spec_path.read_text())
         ckpt, state = _checkpoint(run_dir, ckpt)
@@ -97,7 +122,7 @@ def _from_run_dir(run_dir: Path, ckpt: Path | None) -> tuple[str, list[ExportIte
         return "mammo_self_training", [ExportItem("model", spec["name"], model, shape, str(ckpt))]
     cfg_path = run_dir / "config.yaml"
     if cfg_path.is_file() and {"model", "data"} <= set(read_yaml(cfg_path)):  # a `breastssl train` run
-        from ..run_config import RunConfig
+        from ..run.recipes.dbt import RunConfig
 
         cfg = load_config(RunConfig, cfg_path)
         ckpt, state = _checkpoint(run_dir, ckpt)

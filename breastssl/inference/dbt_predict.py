@@ -46,7 +46,7 @@ def load_run(run: str | Path, device: str | torch.device = "cpu", model: Any = N
     from ..data.prior import read_logit_shift
     from ..engine import latest_checkpoint, load_checkpoint
     from ..models import build_model
-    from ..run_config import RunConfig
+    from ..run.recipes.dbt import RunConfig
 
     run = Path(run)
     if not run.is_dir():

@@ -32,11 +32,11 @@ import torch
 from torch import Tensor, nn
 
 from ..losses_comoto import N_POINTS, lesion_points, lskd_loss, point_entropy
-from .comoto_common import DetectionStrategy
+from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 
 
-@register_strategy("comoto")
+@register_strategy("comoto", ComotoConfig, batch="detection", family="comoto")
 class CoMoToLsKD(DetectionStrategy):
     uses_teacher = True
 

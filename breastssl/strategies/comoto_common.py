@@ -37,11 +37,6 @@ class ComotoConfig(Section):
     proj_init: str = Field("identity", pattern="^(identity|default)$", description="init of LsKD's Linear(9, 9)")
 
 
-def comoto_config(cfg: Any, name: str) -> ComotoConfig:
-    """``cfg`` if it is a :class:`ComotoConfig`, else the defaults (a foreign section names only the strategy)."""
-    return cfg if isinstance(cfg, ComotoConfig) else ComotoConfig(name=name)
-
-
 def student_from_teacher(teacher: nn.Module) -> nn.Module:
     """A trainable copy of the teacher: the CoMoTo student's initialisation (the teacher itself stays frozen)."""
     student = copy.deepcopy(teacher)
@@ -52,11 +47,10 @@ class DetectionStrategy:
     """Base of the CoMoTo family: detection loss on the student's batch; subclasses add a distillation term."""
 
     name = "detection_base"
-    contract = "detection"  # the registry's contract tests feed these strategies detection batches
     uses_teacher = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, cfg: Any = None) -> None:
-        self.cfg = comoto_config(cfg, self.name)
+        self.cfg = cfg if cfg is not None else ComotoConfig(name=self.name)
         self.student = student
         self.teacher: nn.Module | None = None
         if self.uses_teacher:

@@ -21,11 +21,11 @@ from typing import Any
 from torch import Tensor
 
 from ..losses_comoto import impa_loss, impa_vectors
-from .comoto_common import DetectionStrategy
+from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 
 
-@register_strategy("comoto_teacher")
+@register_strategy("comoto_teacher", ComotoConfig, batch="detection", family="comoto")
 class CoMoToTeacher(DetectionStrategy):
     uses_teacher = False
 

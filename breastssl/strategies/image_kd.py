@@ -23,11 +23,11 @@ from typing import Any
 from torch import Tensor
 
 from ..losses_comoto import image_kd_loss
-from .comoto_common import DetectionStrategy
+from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 
 
-@register_strategy("image_kd")
+@register_strategy("image_kd", ComotoConfig, batch="detection", family="comoto")
 class ImageKD(DetectionStrategy):
     uses_teacher = True
 

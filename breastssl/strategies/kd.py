@@ -14,11 +14,11 @@ Defaults from the paper (§3.2): α_clf = 1, α_seg = 25; negative stride 2.
 
 from __future__ import annotations
 
-from .distill import SliceStrategy
+from .distill import SliceStrategy, StrategyConfig
 from .registry import register_strategy
 
 
-@register_strategy("kd")
+@register_strategy("kd", StrategyConfig, batch="slice", family="dbt")
 class KD(SliceStrategy):
     uses_teacher = True
     use_pool = True

@@ -16,11 +16,11 @@ Defaults from the paper (§3.2): α_clf = 1, α_seg = 25; negative stride 2.
 
 from __future__ import annotations
 
-from .distill import SliceStrategy
+from .distill import SliceStrategy, StrategyConfig
 from .registry import register_strategy
 
 
-@register_strategy("kd_weak")
+@register_strategy("kd_weak", StrategyConfig, batch="slice", family="dbt")
 class KDWeak(SliceStrategy):
     uses_teacher = True
     weak_labels = True

@@ -93,7 +93,7 @@ def malignancy(logits: Tensor) -> Tensor:
     return class_probs(logits)[:, -1]
 
 
-@register_strategy("mean_teacher")
+@register_strategy("mean_teacher", MeanTeacherConfig, batch="crop", family="us")
 class MeanTeacher:
     """Student + EMA teacher; see the module doc. batch: ``image`` (B, C, H, W), ``label`` (B,), ``sup_cls`` (B,)
     labelled flags; optional ``image_teacher`` (B, C, H, W) the teacher's own augmented view (else ``image``),
@@ -104,7 +104,7 @@ class MeanTeacher:
     ddp_find_unused_parameters = True
 
     def __init__(self, student: nn.Module, teacher: Any = None, cfg: Any = None) -> None:
-        self.cfg = cfg if isinstance(cfg, MeanTeacherConfig) else MeanTeacherConfig()
+        self.cfg = cfg if cfg is not None else MeanTeacherConfig()
         self.student = student
         # a separate module without gradients; its batch-norm statistics are its own unless teacher_bn="student"
         self.ema = EMA(student, self.cfg.ema_decay, warmup=True, copy_buffers=self.cfg.teacher_bn == "student")

@@ -19,11 +19,11 @@ from typing import Any
 
 from torch import Tensor
 
-from .comoto_common import DetectionStrategy
+from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 
 
-@register_strategy("pretraining")
+@register_strategy("pretraining", ComotoConfig, batch="detection", family="comoto")
 class Pretraining(DetectionStrategy):
     uses_teacher = False
 

@@ -21,11 +21,11 @@ high T is needed to keep false-positive slices out. DESIGN §5.1 agrees with §3
 
 from __future__ import annotations
 
-from .distill import SliceStrategy
+from .distill import SliceStrategy, StrategyConfig
 from .registry import register_strategy
 
 
-@register_strategy("selective_kd")
+@register_strategy("selective_kd", StrategyConfig, batch="slice", family="dbt")
 class SelectiveKD(SliceStrategy):
     uses_teacher = True
     use_pool = True

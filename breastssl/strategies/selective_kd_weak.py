@@ -19,11 +19,11 @@ follows §3.4. Default here: T = 0.1. Other defaults from the paper: α_clf = 1,
 
 from __future__ import annotations
 
-from .distill import SliceStrategy
+from .distill import SliceStrategy, StrategyConfig
 from .registry import register_strategy
 
 
-@register_strategy("selective_kd_weak")
+@register_strategy("selective_kd_weak", StrategyConfig, batch="slice", family="dbt")
 class SelectiveKDWeak(SliceStrategy):
     uses_teacher = True
     weak_labels = True

@@ -102,20 +102,19 @@ class SelfTrainingConfig(Section):
     crf: CRFConfig = Field(default_factory=CRFConfig)
 
 
-@register_strategy("self_training")
+@register_strategy("self_training", SelfTrainingConfig, batch="pair", family="mammo")
 class SelfTraining:
     """Stage 1 + Q rounds of mining and mixed training; ``attach(data, steps_per_epoch)`` before ``fit``.
 
     batch: ``image``, ``aux`` (B, 1, H, W), ``mask`` (B, 1, H, W), ``label`` (B,), flags ``full``, ``weak_seg``,
-    ``weak_cls`` (B,). A batch in the slice format of the other strategies (``sup_seg``, ``sup_cls``, ``kd``,
-    no ``aux``) is read as: full = sup_seg, weak_cls = sup_cls·(1 − sup_seg), weak_seg = weak_cls·kd.
+    ``weak_cls`` (B,) (``aux`` may be absent for a single-view model).
     """
 
     uses_teacher = False
     ddp_find_unused_parameters = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None, cfg: Any = None) -> None:
-        self.cfg = cfg if isinstance(cfg, SelfTrainingConfig) else SelfTrainingConfig()
+        self.cfg = cfg if cfg is not None else SelfTrainingConfig()
         if self.cfg.p0_every > self.cfg.round_epochs or self.cfg.round_epochs % self.cfg.p0_every:
             raise ConfigError("strategy.round_epochs must be a multiple of strategy.p0_every")
         if self.cfg.stage1_epochs % self.cfg.p0_every:
@@ -176,12 +175,7 @@ class SelfTraining:
 
     # ---- stage 2.2 -------------------------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor | float]:
-        if "full" in batch:
-            full, weak_seg, weak_cls = batch["full"], batch["weak_seg"], batch["weak_cls"]
-        else:  # the slice format of the contract tests
-            full = batch["sup_seg"]
-            weak_cls = batch["sup_cls"] * (1 - batch["sup_seg"])
-            weak_seg = weak_cls * batch["kd"]
+        full, weak_seg, weak_cls = batch["full"], batch["weak_seg"], batch["weak_cls"]
         image, aux, target = batch["image"], batch.get("aux"), batch["mask"]
         if self.cfg.augment.enabled:
             image, aux, target = augment_batch(image, aux, target, self.cfg.augment)

@@ -14,11 +14,11 @@ Defaults from the paper: negative-stack stride 2, key slice ± 1.
 
 from __future__ import annotations
 
-from .distill import SliceStrategy
+from .distill import SliceStrategy, StrategyConfig
 from .registry import register_strategy
 
 
-@register_strategy("supervised")
+@register_strategy("supervised", StrategyConfig, batch="slice", family="dbt")
 class Supervised(SliceStrategy):
     uses_teacher = False
     use_pool = False

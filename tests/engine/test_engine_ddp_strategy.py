@@ -28,12 +28,12 @@ from torch import nn
 
 import breastssl.engine.loop as engine_loop
 from breastssl.commands.synth import run_synth
-from breastssl.commands.train import TEACHER_SCORES, run_train
 from breastssl.config import load_config
 from breastssl.engine import cleanup_distributed, latest_checkpoint, list_checkpoints, load_checkpoint
 from breastssl.models import registry
 from breastssl.models.tiny_cnn import tiny_cnn
-from breastssl.run_config import RunConfig
+from breastssl.run.recipes.dbt import TEACHER_SCORES, RunConfig
+from breastssl.run.train import run_train
 from breastssl.strategies import strategy_class
 
 WORLD = 2
@@ -89,7 +89,7 @@ def run_config(data: Path, out_dir: Path, strategy: str, *overrides: str) -> Run
 def train(cfg: RunConfig, init_seed: int = 0) -> dict:
     # run_train builds the student from the ambient torch RNG (train.seed does not seed it): fix it here
     torch.manual_seed(init_seed)
-    return run_train(cfg, quiet=True)
+    return run_train(cfg)
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -105,7 +105,7 @@ def teacher(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny synthetic DBT set and a supervised teacher trained on it (one process)."""
     root = tmp_path_factory.mktemp("ddp_strategy")
     # seed 2: 6 exams with a test split and cancer breasts both annotated and weakly labelled
-    run_synth("dbt", root / "data", n=6, seed=2, fmt="npy", quiet=True)
+    run_synth("dbt", root / "data", n=6, seed=2, fmt="npy")
     threads = torch.get_num_threads()  # module scope: outside the per-test thread fixture
     torch.set_num_threads(1)
     try:

@@ -22,12 +22,12 @@ runner = CliRunner()
 def dbt_run(tmp_path_factory) -> Path:
     """A 2-step `breastssl train` run of the demo recipe at 32×24 on 4 synthetic exams."""
     from breastssl.commands.synth import run_synth
-    from breastssl.commands.train import run_train
     from breastssl.config import load_config
-    from breastssl.run_config import RunConfig
+    from breastssl.run.recipes.dbt import RunConfig
+    from breastssl.run.train import run_train
 
     base = tmp_path_factory.mktemp("dbt")
-    run_synth("dbt", base / "data", n=4, seed=0, fmt="npy", quiet=True)
+    run_synth("dbt", base / "data", n=4, seed=0, fmt="npy")
     overrides = [
         f"data.manifest={base / 'data' / 'manifest.csv'}",
         "data.image_size=[32,24]",
@@ -41,12 +41,12 @@ def dbt_run(tmp_path_factory) -> Path:
         "data.test_split=train",
     ]  # fmt: skip  (4 exams leave the test split empty)
     cfg = load_config(RunConfig, ROOT / "configs" / "dbt_selectivekd_demo.yaml", overrides)
-    run_train(cfg, quiet=True)
+    run_train(cfg)
     return base / "run"
 
 
 def test_export_dbt_run_matches_torch(dbt_run, tmp_path):
-    from breastssl.commands.train import load_teacher
+    from breastssl.run.recipes.dbt import load_teacher
 
     out = tmp_path / "onnx"
     result = runner.invoke(app, ["export", "--run", str(dbt_run), "--format", "onnx", "--out", str(out)])
@@ -54,7 +54,7 @@ def test_export_dbt_run_matches_torch(dbt_run, tmp_path):
     assert "max abs diff" in result.output
     meta = json.loads((out / "export.json").read_text())
     (entry,) = meta["models"]
-    assert meta["run_type"] == "dbt_train" and meta["opset"] >= 17 and entry["kind"] == "tiny_cnn"
+    assert meta["run_type"] == "dbt" and meta["opset"] >= 17 and entry["kind"] == "tiny_cnn"
     assert entry["input_shape"][1:] == [1, 32, 24] and entry["parity"]["max_abs_diff"] < 1e-4
     assert {"torch", "onnx", "onnxruntime"} <= set(meta["versions"])
     model, onnx_model = load_teacher(dbt_run), OnnxModel(out / "model.onnx")

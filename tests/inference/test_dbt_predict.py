@@ -20,12 +20,12 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from breastssl.cli import main
 from breastssl.commands.synth import run_synth
-from breastssl.commands.train import load_teacher, run_train
 from breastssl.config import load_config
 from breastssl.data.dbt_slices import StackStore, load_stack, score_slices
 from breastssl.data.prior import read_logit_shift
 from breastssl.inference.dbt_predict import predict_dbt
-from breastssl.run_config import RunConfig
+from breastssl.run.recipes.dbt import RunConfig, load_teacher
+from breastssl.run.train import run_train
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "dbt_selectivekd_demo.yaml"
 SIZE = (32, 24)
@@ -41,7 +41,7 @@ CSV_COLUMNS = {
 def dbt(tmp_path_factory) -> Path:
     """4 synthetic DBT exams (16 stacks) as Breast Tomosynthesis DICOM + manifest.csv."""
     out = tmp_path_factory.mktemp("synth") / "dbt"
-    run_synth("dbt", out, n=4, seed=0, fmt="dicom", quiet=True)
+    run_synth("dbt", out, n=4, seed=0, fmt="dicom")
     return out
 
 
@@ -54,7 +54,7 @@ def run_dir(dbt, tmp_path_factory) -> Path:
         f"train.out_dir={out}", "model.decoder_width=8",
         "data.test_split=train",  # 4 exams all land in train; the run's final scoring needs some stacks
     ]  # fmt: skip
-    run_train(load_config(RunConfig, CONFIG, overrides), quiet=True)
+    run_train(load_config(RunConfig, CONFIG, overrides))
     return out
 
 

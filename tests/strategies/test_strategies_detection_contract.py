@@ -1,6 +1,6 @@
 """Contract tests of the detection strategies, generated from the registry (DESIGN §10): one step on a tiny detector.
 
-Every registered strategy whose class says ``contract = "detection"`` gets a paired batch (a DBT detection batch
+Every registered strategy whose batch kind is ``detection`` gets a paired batch (a DBT detection batch
 and an unpaired mammography batch, ``breastssl.data.detection_slices``): the loss is finite and the sum of its
 ``loss_*`` parts, every part sends a non-zero gradient to the student (or to the strategy's own trainable
 parameters), the teacher gets no gradient and is unchanged, and a batch without boxes still keeps the graph.
@@ -17,7 +17,7 @@ import torch
 from breastssl.models import create_model
 from breastssl.strategies import create_strategy, list_strategies, strategy_class
 
-DETECTION = [n for n in list_strategies() if getattr(strategy_class(n), "contract", "slice") == "detection"]
+DETECTION = list_strategies(batch="detection")
 
 
 def detection_batch(n: int, size: tuple[int, int], seed: int, empty: bool = False) -> dict:

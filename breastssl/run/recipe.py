@@ -1,0 +1,53 @@
+"""The contract of a run recipe (one per method family) and what it builds.
+
+``breastssl train`` (:func:`breastssl.run.train.run_train`) is the same for every method::
+
+    cfg   = load_run_config(RECIPE, --set ...)        # typed by the strategy's family
+    built = recipe.build(cfg, ctx, dry_run)           # model, strategy, dataset, sampler, collate (+ recipe state)
+    fit(built.model, built.strategy, built.dataset, cfg.train, ...)     # the one loop
+    recipe.finish(cfg, built, ctx)                    # e.g. keep the EMA teacher's weights as the run's model
+    metrics = recipe.evaluate(cfg, built, ctx)        # score the test split, write predictions_*.csv
+    model.json = recipe.card(cfg, built)              # what loading the run needs (breastssl.run.folder)
+
+A recipe's ``build`` validates the user's data (a clear :class:`~breastssl.errors.DataError` naming the file, row
+or column) before anything trains; with ``dry_run`` it must not train anything (a recipe with a prerequisite
+stage, such as the ultrasound detector, skips it and says so in ``summary``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from .config import RunConfigBase
+
+
+@dataclass
+class Built:
+    """What a recipe builds for one run."""
+
+    model: nn.Module  # the student: what fit trains
+    strategy: Any
+    dataset: Dataset
+    batch_sampler: Any = None  # None: shuffled global batches of train.batch_size
+    collate_fn: Any = None  # None: the loop's default collate
+    summary: dict[str, Any] = field(default_factory=dict)  # counts and choices: printed by --dry-run, in metrics.json
+    state: dict[str, Any] = field(default_factory=dict)  # the recipe's own things for finish / evaluate / card
+
+
+class Recipe(Protocol):
+    """A method family's run recipe (see the module doc)."""
+
+    family: str
+    config: type[RunConfigBase]
+
+    def build(self, cfg: Any, ctx: Any, dry_run: bool = False) -> Built: ...
+
+    def finish(self, cfg: Any, built: Built, ctx: Any) -> None: ...
+
+    def evaluate(self, cfg: Any, built: Built, ctx: Any) -> dict[str, Any]: ...
+
+    def card(self, cfg: Any, built: Built) -> dict[str, Any]: ...
