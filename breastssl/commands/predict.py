@@ -22,30 +22,16 @@ from typing import Any
 import typer
 
 from ..errors import UserError
+from ..run.predict import RUN_PREDICTORS, run_family
 from .common import console
 
 PREDICTORS = {
     "us": "breastssl.inference.us_predict:predict",
-    "mg": "breastssl.postprocess.predict_mammo:predict",
-}
-RUN_PREDICTORS = {
-    "dbt": "breastssl.inference.dbt_predict:predict_dbt",
-    "mammo": "breastssl.inference.mammo_predict:predict_run",
-    "us": "breastssl.inference.us_predict:predict_run",
-    "comoto": "breastssl.inference.comoto_predict:predict_run",
+    "mg": "breastssl.inference.predict_mammo:predict",
 }
 
 
-def run_family(run: Path) -> str:
-    """The method family of a run folder (or of a checkpoint inside one): from model.json, else DBT (older runs)."""
-    from ..run.folder import read_card, run_dir_of
-
-    run_dir, _ = run_dir_of(run)
-    if (run_dir / "model.json").is_file():
-        return str(read_card(run_dir)["family"])
-    if (run_dir / "config.yaml").is_file():
-        return "dbt"
-    raise UserError(f"--run {run}: not a run folder of `breastssl train` (no model.json or config.yaml)")
+FAMILY_MODALITY = {"dbt": "dbt", "comoto": "dbt", "mammo": "mg", "us": "us"}  # what each family's runs read
 
 
 def _load(spec: str) -> Callable[..., Any]:
@@ -85,6 +71,9 @@ def register(app: typer.Typer) -> None:
             raise UserError("give either --run RUN_DIR (any `breastssl train` run) or --model FILE (us, mg)")
         if run is not None:
             family = run_family(run)
+            if modality is not None and modality != FAMILY_MODALITY[family]:
+                raise UserError(f"--run {run} is a {family} run ({FAMILY_MODALITY[family]} images): --modality "
+                                f"{modality!r} does not apply (leave --modality out with --run)")  # fmt: skip
             if onnx is not None and family != "dbt":
                 raise UserError(f"--onnx runs an exported DBT slice run; {run} is a {family} run")
             fn = _load(RUN_PREDICTORS[family])
@@ -107,7 +96,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("--onnx runs an exported DBT run: give it with --run RUN_DIR")
         if modality is None:
             raise UserError(f"--model needs --modality, one of {', '.join(PREDICTORS)}")
-        if modality in RUN_PREDICTORS:
+        if modality in RUN_PREDICTORS and modality not in PREDICTORS:  # us has both: the experiment's bundle too
             raise UserError(f"--modality {modality} predicts with a training run: use --run RUN_DIR")
         if modality not in PREDICTORS:
             raise UserError(f"unknown modality {modality!r}; choose one of {', '.join(PREDICTORS)}")

@@ -1,4 +1,4 @@
-"""`breastssl synth`: write a synthetic dataset (DICOM or .npy) with its manifest."""
+"""`breastssl synth`: write a synthetic dataset (DICOM or .npy) with its manifest (``data.synth.run.run_synth``)."""
 
 from __future__ import annotations
 
@@ -6,54 +6,9 @@ from pathlib import Path
 
 import typer
 
+from ..data.synth.run import run_synth
 from ..errors import UserError
-from .common import OverwriteOpt, SetOpt, console, progress_bar
-
-
-def run_synth(
-    modality: str,
-    out: Path,
-    n: int,
-    seed: int,
-    fmt: str = "dicom",
-    preview: bool = False,
-    config: Path | None = None,
-    overrides: list[str] | None = None,
-    workers: int | None = None,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> dict:
-    """Generate a dataset; shared by the CLI command and the demo."""
-    from ..config import load_config, save_config
-    from ..data.synth import get_generator
-    from ..data.synth.writer import generate_dataset
-
-    try:
-        cfg_cls, factory = get_generator(modality)
-    except KeyError:
-        raise UserError(f"unknown modality {modality!r}; choose dbt, mammo or us") from None
-    except ImportError as exc:
-        raise UserError(f"the {modality} generator is not available in this build ({exc})") from None
-    if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
-    cfg = load_config(cfg_cls, config, overrides or [])
-    splits = getattr(cfg, "splits", None)
-    with progress_bar(f"synth {modality}", disable=quiet) as update:
-        stats = generate_dataset(
-            factory(cfg),
-            out,
-            n,
-            seed,
-            fmt,
-            splits=splits,
-            workers=workers,
-            preview=preview,
-            overwrite=overwrite,
-            config=cfg.model_dump(mode="json"),
-            progress=update,
-        )
-    save_config(cfg, Path(out) / "synth_config.yaml")
-    return stats
+from .common import OverwriteOpt, SetOpt, console
 
 
 def register(app: typer.Typer) -> None:

@@ -250,7 +250,7 @@ def score_slices(
     every rank returns the whole table. Memory stays flat as the pool grows: one stack at a time
     is held beyond the store's bounded cache, and only one float per slice is kept.
     """
-    from ..engine.distributed import DistContext, gather_variable, shard_range
+    from ..parallel import DistContext, gather_variable, shard_range
 
     ctx = ctx or DistContext(device=torch.device(device))
     was_training = model.training

@@ -6,6 +6,7 @@ A training method plugs in as a strategy (``loss(batch, step) -> dict``, see ``s
 
 from __future__ import annotations
 
+from ..models.ema import EMA
 from .checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import OptimConfig, ScheduleConfig, TrainConfig
 from .data import BatchSampler, BatchStream, DataPosition, ShardedBatchSampler, epoch_batches, to_device
@@ -21,7 +22,6 @@ from .distributed import (
     shard_range,
     sync_gradients,
 )
-from .ema import EMA
 from .logger import RunLogger
 from .loop import FitResult, NonFiniteLossError, fit
 from .optim import LrFactor, build_optimizer, build_scheduler, group_lrs, named_groups

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,31 +21,16 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process sits: rank among world_size processes, and its device."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the only rank that logs and writes checkpoints."""
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+from ..parallel import DistContext, gather_variable, shard_range  # noqa: F401  (they live in the bottom layer)
 
 
 def init_distributed(device: str = "auto") -> DistContext:
     """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by torchrun) and join the process group.
 
-    NCCL on CUDA, gloo on CPU. Calling it again in the same process returns the same context.
+    NCCL on CUDA, gloo on CPU. Ranks share the visible GPUs round-robin (``LOCAL_RANK`` modulo their count).
+    NCCL refuses two ranks on one GPU ("Duplicate GPU detected"), so when a node runs more ranks than it has
+    GPUs the group uses gloo, which reduces CUDA tensors too (slower; for checks, not for training at scale).
+    ``BREASTSSL_DIST_BACKEND`` (nccl | gloo) overrides the choice. Calling it again returns the same context.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -54,12 +38,23 @@ def init_distributed(device: str = "auto") -> DistContext:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    dev = torch.device("cuda", local_rank % torch.cuda.device_count()) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+        dist.init_process_group(backend=_backend(use_cuda), rank=rank, world_size=world)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def _backend(use_cuda: bool) -> str:
+    """nccl on CUDA when every local rank has a GPU of its own, else gloo (or ``BREASTSSL_DIST_BACKEND``)."""
+    forced = os.environ.get("BREASTSSL_DIST_BACKEND", "").strip().lower()
+    if forced:
+        if forced not in ("nccl", "gloo"):
+            raise ConfigError(f"BREASTSSL_DIST_BACKEND must be nccl or gloo, not {forced!r}")
+        return forced
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return "nccl" if use_cuda and local_ranks <= torch.cuda.device_count() else "gloo"
 
 
 def barrier(ctx: DistContext) -> None:
@@ -131,38 +126,6 @@ def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def shard_range(n: int, ctx: DistContext) -> range:
-    """This rank's contiguous share of ``range(n)``; shares differ in size by at most one, none repeats.
-
-    For scoring an unlabelled pool: concatenating the shards in rank order (see :func:`gather_variable`)
-    restores the original order.
-    """
-    base, extra = divmod(n, ctx.world_size)
-    start = ctx.rank * base + min(ctx.rank, extra)
-    return range(start, start + base + (ctx.rank < extra))
-
-
-def gather_variable(t: Tensor, ctx: DistContext) -> Tensor:
-    """Concatenate every rank's ``t`` along dim 0, in rank order, on every rank.
-
-    Ranks may hold different lengths (N_r, ...); the trailing dimensions must match. Returns
-    (ΣN_r, ...) on ``t``'s device.
-    """
-    if not ctx.distributed:
-        return t
-    local = t.detach().to(ctx.device)
-    sizes = [torch.zeros(1, dtype=torch.long, device=ctx.device) for _ in range(ctx.world_size)]
-    dist.all_gather(sizes, torch.tensor([local.shape[0]], dtype=torch.long, device=ctx.device))
-    lengths = [int(s.item()) for s in sizes]
-    longest = max(lengths)
-    # all_gather needs equal shapes: pad to the longest, then cut each piece back to its length
-    padded = local.new_zeros((longest, *local.shape[1:]))
-    padded[: local.shape[0]] = local
-    pieces = [torch.empty_like(padded) for _ in range(ctx.world_size)]
-    dist.all_gather(pieces, padded)
-    return torch.cat([piece[:n] for piece, n in zip(pieces, lengths, strict=True)]).to(t.device)
 
 
 def cleanup_distributed() -> None:

@@ -42,6 +42,7 @@ from torch.utils.data import Dataset
 
 from ..config import save_config
 from ..errors import ConfigError, UserError
+from ..models.ema import EMA
 from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import TrainConfig
 from .data import BatchSampler, BatchStream, DataPosition, ShardedBatchSampler, to_device
@@ -54,7 +55,6 @@ from .distributed import (
     init_distributed,
     sync_gradients,
 )
-from .ema import EMA
 from .logger import RunLogger, progress_bar
 from .optim import LrFactor, build_optimizer, build_scheduler, group_lrs, named_groups
 from .seed import capture_rng, restore_rng, seed_everything

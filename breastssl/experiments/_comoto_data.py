@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..data.comoto import volume_truth  # noqa: F401  (the test volumes' truth, shared with the recipe)
 from ..errors import UserError
 from ._dbt_data import SynthSpec, ensure_dbt_data
 
@@ -28,25 +29,9 @@ def ensure_comoto_dbt(dbt_dir: Path, n_exams: int, spec: SynthSpec | None, echo:
     if spec is not None:
         ensure_dbt_data(dbt_dir / "manifest.csv", spec, echo)
     elif not (dbt_dir / "manifest.csv").is_file():
-        from ..commands.synth import run_synth
+        from ..data.synth.run import run_synth
 
         run_synth("dbt", dbt_dir, n=n_exams, seed=0, fmt="npy", quiet=True)
-
-
-def volume_truth(manifest: pd.DataFrame, lesions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Test volumes in the BCS-DBT format: (manifest rows + StudyUID/View, boxes, labels).
-
-    manifest: the test rows (V) with ``StudyUID`` = exam id and ``View`` = laterality + view ("lcc");
-    boxes: one row per lesion (G) in stored pixels, ``BOX_COLUMNS`` of ``froc_dbt``; labels: (V) StudyUID, View.
-    """
-    man = manifest[manifest["split"] == "test"]
-    view = (man["laterality"].astype(str) + man["view"].astype(str)).str.lower()
-    keyed = man.assign(StudyUID=man["exam_id"].astype(str), View=view.values)
-    les = lesions.merge(keyed[["image_id", "StudyUID", "View", "n_slices", "rows"]], on="image_id")
-    cols = {"StudyUID": "StudyUID", "View": "View", "Slice": "slice", "X": "x", "Y": "y", "Width": "w"}
-    cols |= {"Height": "h", "VolumeSlices": "n_slices"}
-    boxes = pd.DataFrame({k: les[v].to_numpy() for k, v in cols.items()})
-    return keyed, boxes, keyed[["StudyUID", "View"]].reset_index(drop=True)
 
 
 def split_composition(manifest: pd.DataFrame, lesions: pd.DataFrame) -> dict[str, int]:

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..inference.comoto_predict import bcs_scaled
 from ..metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
 from ..metrics.froc_dbt import dbt_volume_counts, weighted_froc_dbt
 from ..reports.html import effect
 
-BCS_ROWS = 2457.0  # height of a BCS-DBT volume in pixels
 METRIC = "mean_sensitivity_positive"
 READINGS = {"scaled": "BCS scale (primary)", "raw": "raw px (secondary)"}
 LABELS = {"dbt_only": "DBT-only", "pretraining": "pretraining", "image_kd": "image-level KD", "lskd": "LsKD",
@@ -43,22 +43,6 @@ class ComotoEffects:
     rows: pd.DataFrame
     effects: pd.DataFrame
     claims: pd.DataFrame
-
-
-def bcs_scaled(pred: pd.DataFrame, boxes: pd.DataFrame, man: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions and boxes with X, Y, Width, Height scaled from stored pixels to a 2457-px-high BCS-DBT volume.
-
-    man: the test volumes with StudyUID, View and ``rows`` (their stored height).
-    """
-    rows = man.set_index(["StudyUID", "View"])["rows"]
-    out = []
-    for df in (pred, boxes):
-        factor = BCS_ROWS / rows.reindex(pd.MultiIndex.from_frame(df[["StudyUID", "View"]])).to_numpy(float)
-        scaled = df.copy()
-        for c in ("X", "Y", "Width", "Height"):
-            scaled[c] = scaled[c].astype(float) * factor
-        out.append(scaled)
-    return out[0], out[1]
 
 
 def volume_weights(labels: pd.DataFrame, boxes: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> np.ndarray:

@@ -71,7 +71,7 @@ def _prefixed(folder: Path, sub: str, prefix: str, split: str | None) -> tuple[p
 
 def ensure_dbt_data(manifest: Path, synth: SynthSpec | None, echo=print) -> None:
     """Generate synthetic DBT data where ``manifest`` is expected, if allowed and missing."""
-    from ..commands.synth import run_synth
+    from ..data.synth.run import run_synth
     from ..fsutil import atomic_file
 
     if manifest.is_file():

@@ -72,7 +72,7 @@ def ensure_mammo_data(root: Path, spec: MammoSplits, echo: Callable[[str], objec
 
     Without eval splits this is one ``synth mammo`` run (the demo layout); with them see the module doc.
     """
-    from ..commands.synth import run_synth
+    from ..data.synth.run import run_synth
     from ..fsutil import atomic_file
 
     if (root / "manifest.csv").is_file():

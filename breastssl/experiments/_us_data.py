@@ -110,7 +110,7 @@ def ensure_us_data(
     root: Path, synth_n: int, seed: int, synth_set: list[str], spec: USPoweredSpec | None, echo: Callable = print
 ) -> Path:
     """Generate the synthetic ultrasound data into ``root`` unless complete; returns the manifest's path."""
-    from ..commands.synth import run_synth
+    from ..data.synth.run import run_synth
     from ..fsutil import atomic_file
     from ._dbt_data import _prefixed
 

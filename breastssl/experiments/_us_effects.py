@@ -23,7 +23,7 @@ from ..metrics.bootstrap import case_weights, seed_draws, seeds_cases_summary
 from ._dbt_effects import weighted_auc
 
 METRICS = ("auc", "sensitivity", "specificity", "accuracy")
-PAIRS = (("semi", "sup_basic"), ("semi", "sup_all"))
+PAIRS = (("semi", "sup_basic"), ("semi", "sup_all"), ("semi", "sup_basic_ema"), ("sup_basic_ema", "sup_basic"))
 # the paper's Tables 3 (internal test set A) and 4 (independent test set B): semi, supervisor_a, supervisor_b
 PAPER = {
     "internal": {"semi": {"auc": 0.937, "accuracy": 0.888}, "sup_basic": {"auc": 0.833, "accuracy": 0.738},

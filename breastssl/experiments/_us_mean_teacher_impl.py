@@ -16,15 +16,17 @@
    (:mod:`._us_data`), finished runs are reused (:mod:`._us_runs`), so seeds can be added later.
 5. ``report.html``, ``metrics.json``, ``predictions.csv``, ``detections.csv``, ``effects_arms.csv``,
    ``effects.csv``, ``claims.csv`` and ``us_model.pt`` (detector + teacher, for ``breastssl predict``) in ``out_dir``.
+
+Sets, detector, detection table, crops dataset and sampler, validation accuracy and the metrics are the ones
+``breastssl train`` uses for this method (:mod:`breastssl.run.recipes.us_stages`): one implementation of both.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,39 +35,40 @@ from pydantic import Field
 
 from ..config import Section
 from ..errors import ConfigError
-from ..models.detection import create_detector
+from ..run.recipes.us_stages import (
+    USCropConfig,
+    USDetectorConfig,
+    arm_indices,
+    basic_mask,
+    classification_metrics,
+    crop_training_data,
+    detection_table,
+    detector_train_config,
+    patient_uniform,
+    val_accuracy,
+)
+from ..run.recipes.us_stages import recognition_model as _recognition_model
+from ..run.recipes.us_stages import train_detector as _train_detector
 from ..strategies.mean_teacher import MeanTeacherConfig
 from ._us_data import USPoweredSpec
 
 ARMS = ("semi", "sup_basic", "sup_all")
+# a control arm (not run by default): supervised on the basic set, evaluated with the EMA of its weights, i.e. the
+# mean teacher without its consistency term; semi − sup_basic_ema is the share of the gain the unlabelled crops bring
+CONTROL_ARMS = ("sup_basic_ema",)
 
 
-class USDetectorConfig(Section):
-    backbone: str = Field("tiny", description="tiny | mobilenet_v3 | vgg16 (paper) | resnet50_fpn")
-    pretrained: bool = False
-    min_size: int = 128
-    max_size: int = 256
-    steps: int = Field(500, ge=1)
-    freeze_steps: int = Field(50, ge=0, description="paper: 5000 of 70000")
-    batch_size: int = 4
-    lr: float = 0.01
+class USRecognitionConfig(USCropConfig):
+    """Stage 2 of every arm: crops and augmentation (:class:`USCropConfig`), network, batches, early stopping."""
 
-
-class USRecognitionConfig(Section):
     model: str = Field("recognition_cnn", description="recognition_cnn, or classifier_segmenter + backbone (timm)")
     backbone: str | None = None
     width: int = 16
     dropout: float = 0.5
-    crop_size: int = 32
-    margin: float = 0.15
-    min_score: float = Field(0.3, ge=0, le=1, description="extended-set crops need this detector score")
     batch_size: int = 32
     lr: float = 3e-3
     max_steps: int = 1500
     eval_every: int = Field(50, ge=1, description="steps per early-stopping evaluation ('epoch')")
-    flip: bool = Field(True, description="augmentation: random left-right flip")
-    translate: int = Field(2, ge=0, description="augmentation: random shift, pixels per axis (mean-teacher ref.: 2)")
-    contrast: float = Field(0.1, ge=0, lt=1, description="augmentation: contrast gain drawn from U(1 ± contrast)")
     equal_labelled_exposure: bool = Field(
         True, description="supervised arms take as many labelled crops per step as the semi arm's labelled share "
         "(labelled_fraction × batch_size), so all arms see the same labelled crops at the same step; false: "
@@ -88,7 +91,7 @@ class USExperimentConfig(Section):
     threshold: float = Field(0.5, description="malignant when p >= threshold")
     n_boot: int = Field(2000, ge=10, description="replicates of the seeds × test cases bootstrap")
     noninferiority_margin: float = Field(0.02, ge=0, description="semi − sup_all claim holds when its CI > −margin")
-    device: str = "cpu"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     out_dir: str = "runs/us_mean_teacher"
 
 
@@ -119,16 +122,9 @@ def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.Data
     les = read_table(les_path).astype({"image_id": str}) if les_path.is_file() else pd.DataFrame()
     split = man["split"].astype(str)
     if not (split == "test").any():  # e.g. BUSI: everything in train; 70/10/20 by patient
-        rng = np.random.default_rng(cfg.synth_seed)
-        pats = man["patient_id"].astype(str).unique()
-        u = dict(zip(pats, rng.random(len(pats)), strict=True))
-        r = man["patient_id"].astype(str).map(u)
+        r = patient_uniform(man["patient_id"], cfg.synth_seed)
         split = pd.Series(np.where(r < 0.7, "train", np.where(r < 0.8, "val", "test")), index=man.index)
-    if cfg.basic_fraction is not None:
-        rng = np.random.default_rng(cfg.synth_seed + 1)
-        basic = pd.Series(rng.random(len(man)) < cfg.basic_fraction, index=man.index)
-    else:
-        basic = man["annotation"].astype(str) == "full"
+    basic = basic_mask(man, cfg.basic_fraction, cfg.synth_seed)
     man["set"] = np.where(split == "train", np.where(basic, "basic", "extended"), split)
     counts = man["set"].value_counts()
     if "semi" in cfg.arms and not counts.get("extended", 0):
@@ -142,46 +138,13 @@ def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.Data
 
 def train_detector(cfg: USExperimentConfig, man: pd.DataFrame, frames: dict, boxes: dict, out: Path) -> Any:
     """Faster R-CNN on the basic set's frames (nodule boxes; frames without a nodule are negatives)."""
-    from ..data.us_dataset import DetectionDataset
-    from ..engine import fit
-    from ..strategies.detection import DetectionConfig, DetectionStrategy, detection_collate
     from ._us_runs import detector_key, fresh_dir
 
-    d = cfg.detector
-    torch.manual_seed(cfg.seeds[0])
-    det = create_detector(d.backbone, pretrained=d.pretrained, min_size=d.min_size, max_size=d.max_size)
-    strategy = DetectionStrategy(det, cfg=DetectionConfig(freeze_steps=d.freeze_steps))
-    optim = {"name": "sgd", "lr": d.lr, "momentum": 0.9, "weight_decay": 1e-4}
-    schedule = {"name": "cosine", "warmup_steps": min(20, d.steps // 10)}
     # resume: a rerun in the same out_dir (another recognition setting) reuses the finished detector; one made
     # with other data or detector settings is deleted first
     fresh_dir(out / "detector", detector_key(cfg))
-    tcfg = _train_cfg(out / "detector", d.steps, d.batch_size, optim, cfg.seeds[0], cfg.device, schedule=schedule,
-                      clip_grad_norm=10.0, resume=True)  # fmt: skip
-    ids = man.loc[man["set"] == "basic", "image_id"].tolist()
-    fit(det, strategy, DetectionDataset(ids, frames, boxes), tcfg, collate_fn=detection_collate)
-    return det.eval()
-
-
-def detection_table(det: Any, man: pd.DataFrame, frames: dict, boxes: dict, labels: dict) -> pd.DataFrame:
-    """Top box per image with set, site, label (−1 if none) and IoU with the GT box (NaN if none)."""
-    from ..data.us_crops import box_iou, detect
-
-    d = detect(det, frames, man["image_id"].tolist())
-    d = d.merge(man[["image_id", "set", "site"]], on="image_id")
-    d["label"] = d["image_id"].map(labels).fillna(-1).astype(int)
-    d["iou"] = [box_iou(np.array([r.x0, r.y0, r.x1, r.y1]), boxes[r.image_id][0]) if r.image_id in boxes else math.nan
-                for r in d.itertuples()]  # fmt: skip
-    return d
-
-
-def arm_indices(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(labelled, unlabelled) row indices of the training crops ``tr`` that ``arm`` trains on."""
-    has_label = tr["label"] >= 0
-    labelled = has_label if arm == "sup_all" else (tr["set"] == "basic") & has_label
-    semi_unlabelled = (tr["set"] == "extended") & (tr["score"] >= r.min_score)
-    unlabelled = semi_unlabelled if arm == "semi" else pd.Series(False, index=tr.index)
-    return np.flatnonzero(labelled.to_numpy()), np.flatnonzero(unlabelled.to_numpy())
+    tcfg = detector_train_config(cfg.detector, out / "detector", cfg.seeds[0], cfg.device)
+    return _train_detector(cfg.detector, man.loc[man["set"] == "basic", "image_id"].tolist(), frames, boxes, tcfg)
 
 
 def arm_batch(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[int, int]:
@@ -191,8 +154,9 @@ def arm_batch(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[int, 
     ``equal_labelled_exposure``, the semi arm's labelled count, so that at every step each arm has seen as
     many labelled crops as the others (the semi arm's extra input is then only its unlabelled crops).
     """
-    from ..strategies.mean_teacher import labelled_per_batch
+    from ..data.labelled_sampler import labelled_per_batch
 
+    arm = arm.removesuffix("_ema")
     _, semi_unl = arm_indices("semi", r, tr)
     semi_lab = labelled_per_batch(r.batch_size, r.mean_teacher.labelled_fraction, len(semi_unl) > 0)
     if arm == "semi":
@@ -202,59 +166,38 @@ def arm_batch(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[int, 
 
 def recognition_model(r: USRecognitionConfig) -> torch.nn.Module:
     """The recognition network of ``r`` (one malignancy logit), freshly initialised from torch's RNG."""
-    from ..models import create_model
-
-    kw: dict[str, Any] = {"dropout": r.dropout, "num_classes": 1}
-    kw.update({"width": r.width} if r.model == "recognition_cnn" else {"backbone": r.backbone, "seg_decoder": False})
-    return create_model(r.model, **kw)
+    return _recognition_model(r.model, r.width, r.dropout, r.backbone)
 
 
 def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Path) -> tuple[Any, dict]:
     """Train one arm's recognition network with early stopping; returns (the evaluation model, summary)."""
-    from ..data.us_crops import CropAugment, CropDataset
-    from ..strategies.mean_teacher import LabelledUnlabelledBatchSampler, MeanTeacher, fit_early_stopping, predict_proba
+    from ..run.early_stopping import fit_early_stopping
+    from ..strategies.mean_teacher import MeanTeacher
 
     r = cfg.recognition
     torch.manual_seed(seed)
     model = recognition_model(r)
     mt = r.mean_teacher
     if arm != "semi":
-        mt = mt.model_copy(update={"consistency_weight": 0.0, "evaluate_with": "student"})
+        # a supervised arm evaluates its student; its EMA control evaluates the EMA teacher (no consistency term)
+        mt = mt.model_copy(update={"consistency_weight": 0.0,
+                                   "evaluate_with": "teacher" if arm.endswith("_ema") else "student"})  # fmt: skip
     strategy = MeanTeacher(model, None, mt)
     tr = crops["train"]
     lab_idx, unl_idx = arm_indices(arm, r, tr)
     n_lab, n_unl = arm_batch(arm, r, tr)
-    labelled = np.zeros(len(tr), dtype=bool)
-    labelled[lab_idx] = True
     # the semi arm's student and teacher get two independently augmented views; a supervised arm needs one
-    aug = CropAugment(flip=r.flip, translate=r.translate, contrast=r.contrast)
     views = 2 if arm == "semi" else 1
-    ds = CropDataset(crops["train_x"], tr["label"].clip(lower=0).to_numpy(), labelled, True, views, aug)
-    sampler = LabelledUnlabelledBatchSampler(lab_idx, unl_idx, n_lab + n_unl, n_lab / (n_lab + n_unl), seed=seed)
-    vx, vy = torch.from_numpy(crops["val_x"]), crops["val"]["label"].to_numpy()
-
-    def val_accuracy(m: torch.nn.Module) -> float:
-        return float(((predict_proba(m, vx) >= cfg.threshold) == (vy == 1)).mean())
-
+    ds, sampler = crop_training_data(crops["train_x"], tr, lab_idx, unl_idx, n_lab, n_unl, r, views, seed)
+    accuracy = val_accuracy(crops["val_x"], crops["val"]["label"].to_numpy(), cfg.threshold)
     tcfg = _train_cfg(out / "runs" / f"{arm}_s{seed}", r.max_steps, n_lab + n_unl,
                       {"name": "adam", "lr": r.lr, "weight_decay": 0.0}, seed, cfg.device)  # fmt: skip
     # every arm counts evaluations from the same step (the semi arm's end of ramp-up), for a like-for-like stop
     first = r.mean_teacher.first_counted_step
-    summary = fit_early_stopping(strategy, ds, tcfg, sampler, val_accuracy, r.eval_every, r.max_steps, first)
+    summary = fit_early_stopping(strategy, ds, tcfg, sampler, accuracy, r.eval_every, r.max_steps, first)
     summary.update(n_labelled=len(lab_idx), n_unlabelled=len(unl_idx), labelled_per_step=n_lab,
                    unlabelled_per_step=n_unl, labelled_seen=n_lab * summary["steps"])  # fmt: skip
     return strategy.eval_model(), summary
-
-
-def classification_metrics(y: np.ndarray, s: np.ndarray, thr: float) -> dict[str, float]:
-    from ..metrics import accuracy, delong_ci, sensitivity, specificity
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        auc, lo, hi = delong_ci(y, s)
-        return {"n": int(len(y)), "n_malignant": int(y.sum()), "sensitivity": sensitivity(y, s, thr),
-                "specificity": specificity(y, s, thr), "accuracy": accuracy(y, s, thr), "auc": auc,
-                "auc_low": lo, "auc_high": hi}  # fmt: skip
 
 
 def summarise(preds: pd.DataFrame, det: pd.DataFrame, thr: float) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def run_arm_cached(arm: str, seed: int, cfg: Any, crops: dict, out: Path) -> tup
 
     ``crops``: as built by ``_us_mean_teacher_impl.run`` (``train``, ``val``, ``test`` tables and ``*_x`` arrays).
     """
-    from ..strategies.mean_teacher import predict_proba
+    from ..run.early_stopping import predict_proba
     from ._us_mean_teacher_impl import recognition_model, train_arm
 
     run_dir = out / "runs" / f"{arm}_s{seed}"
@@ -92,7 +92,7 @@ def run_arm_cached(arm: str, seed: int, cfg: Any, crops: dict, out: Path) -> tup
     done = load_finished(run_dir, key, test_ids)
     if done is not None:
         model = recognition_model(cfg.recognition)
-        model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+        model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
         return model.eval(), {**done[0], "reused": True}, done[1]
     if run_dir.exists():  # unfinished or stale: start clean (the engine would otherwise resume its checkpoint)
         shutil.rmtree(run_dir)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,8 @@ import typer
 from pydantic import Field
 
 from ..config import Section
-from ._comoto_effects import bcs_scaled, comoto_effects, effect_sections, write_effects
+from ..models.comoto import comoto_detector
+from ._comoto_effects import comoto_effects, effect_sections, write_effects
 from ._dbt_data import SynthSpec
 
 ROWS = {  # row → (strategy, teacher the student starts from / distils from: none | plain | impa)
@@ -80,43 +81,31 @@ class ComotoExperimentConfig(Section):
     neg_stride: int = 4
     balance: bool = Field(True, description="repeat positive DBT slices so that about half of the slices hold boxes")
     iou_merge: float = 0.3
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where runs train: auto = CUDA if available")
 
 
 def _synth(kind: str, out: Path, n: int) -> None:
     if not (out / "manifest.csv").is_file():
-        from ..commands.synth import run_synth
+        from ..data.synth.run import run_synth
 
         run_synth(kind, out, n=n, seed=0, fmt="npy", quiet=True)
 
 
-def _balanced(table: pd.DataFrame) -> pd.DataFrame:
-    pos, neg = table[table["positive"]], table[~table["positive"]]
-    if len(pos) == 0 or len(neg) <= len(pos):
-        return table
-    reps = int(math.ceil(len(neg) / len(pos)))
-    return pd.concat([neg, *([pos] * reps)], ignore_index=True)
-
-
-def _model(cfg: ComotoExperimentConfig) -> Any:
-    from ..models import create_model
-
-    return create_model(
-        "retinanet", backbone=cfg.backbone, width=cfg.width, stages=cfg.stages, pretrained=cfg.pretrained,
-        fpn=cfg.fpn, dilate_c5=cfg.dilate_c5, anchor_sizes=cfg.anchor_sizes, score_thresh=0.001, detections_per_img=20,
-    )  # fmt: skip
+_model = comoto_detector  # the detector of a config (models.comoto); kept under its old name for callers
 
 
 def _train(cfg: ComotoExperimentConfig, model: Any, strategy: Any, dataset: Any, steps: int, out: Path, seed: int):
-    from ..data.detection_slices import EpochKeyedSampler, detection_collate
-    from ..engine import ShardedBatchSampler, TrainConfig, fit
+    from ..data.detection_slices import detection_collate
+    from ..engine import TrainConfig, fit
+    from ..run.recipes.comoto import detection_sampler
 
     tcfg = TrainConfig(
-        steps=steps, batch_size=cfg.batch_size, seed=seed, device="cpu", out_dir=str(out), progress=False,
+        steps=steps, batch_size=cfg.batch_size, seed=seed, device=cfg.device, out_dir=str(out), progress=False,
         tensorboard=False, ckpt_every=steps, log_every=max(steps // 5, 1), keep_last=1, clip_grad_norm=10.0,
         optim={"name": cfg.optimizer, "lr": cfg.lr, "momentum": 0.9, "weight_decay": 1e-4},
         schedule={"name": "cosine", "warmup_steps": min(20, steps // 10)},
     )  # fmt: skip
-    sampler = EpochKeyedSampler(ShardedBatchSampler(len(dataset), cfg.batch_size, seed=seed))
+    sampler = detection_sampler(len(dataset), cfg.batch_size, seed)
     return fit(model, strategy, dataset, tcfg, batch_sampler=sampler, collate_fn=detection_collate)
 
 
@@ -136,38 +125,33 @@ class _Data:
         self.dbt_train = dbt_detection_table(self.dbt_man, self.dbt_les, "train", neg_stride=cfg.neg_stride)
         mammo_table = mammo_detection_table(mammo_man, mammo_les, "train")
         self.mammo = DetectionDataset(mammo_table, mammo_man, self.mammo_root, cfg.size, hflip=True)
-        self.dbt_factory = lambda table, seed: DetectionDataset(
-            table, self.dbt_man, self.dbt_root, cfg.size, True, seed
-        )
 
     def students_data(self, fraction: float, seed: int) -> tuple[Any, dict[str, int]]:
-        from ..data.detection_slices import PairedDataset, subsample_stacks
+        from ..data.comoto import student_dataset
 
-        table = subsample_stacks(self.dbt_train, fraction, seed)
-        counts = {"dbt_slices": len(table), "dbt_positive_slices": int(table["positive"].sum()),
-                  "dbt_stacks": int(table["image_id"].nunique())}  # fmt: skip
-        table = _balanced(table) if self.cfg.balance else table
-        return PairedDataset(self.dbt_factory(table, seed), self.mammo, seed), counts
+        return student_dataset(self.dbt_train, self.dbt_man, self.dbt_root, self.mammo, self.cfg.size, fraction, seed,
+                               self.cfg.balance)  # fmt: skip
 
     def test_truth(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        from ._comoto_data import volume_truth
+        from ..data.comoto import volume_truth
 
         return volume_truth(self.dbt_man, self.dbt_les)
 
 
 def _evaluate(model: Any, data: _Data) -> tuple[dict[str, float], pd.DataFrame]:
+    """Every slice of the test volumes scored, boxes merged; FROC readings (BCS scale, raw) and predictions."""
     from ..data.dbt_slices import load_stack
-    from ..inference import predict_volumes
-    from ..metrics import froc_dbt
+    from ..inference.comoto_predict import froc_readings, score_volumes
+    from ..inference.dbt_merge import PRED_COLUMNS
 
-    man, boxes, labels = data.test_truth()
+    truth = data.test_truth()
     size = data.cfg.size
-    volumes = ((r, load_stack(r, data.dbt_root, size)) for r in man.to_dict("records"))
-    pred = predict_volumes(model, volumes, lambda r: (size[1] / r["columns"], size[0] / r["rows"]), data.cfg.iou_merge)
-    raw = {"raw_" + k: v for k, v in froc_dbt(pred, boxes, labels).items()}
-    sp, sb = bcs_scaled(pred, boxes, man)  # every coordinate in BCS-DBT pixels
-    res = {"scaled_" + k: v for k, v in froc_dbt(sp, sb, labels).items()}  # the primary reading comes first
-    return res | raw, pred
+
+    def load(r: dict) -> tuple[Any, tuple[float, float]]:
+        return load_stack(r, data.dbt_root, size), (size[1] / r["columns"], size[0] / r["rows"])
+
+    pred = score_volumes(model, truth[0].to_dict("records"), load, data.cfg.iou_merge)[PRED_COLUMNS]
+    return froc_readings(pred, truth), pred
 
 
 def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:

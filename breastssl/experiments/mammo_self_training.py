@@ -141,8 +141,8 @@ def run_experiment(
     from ..data.mammo_pairs import load_pairs
     from ..data.schema import read_table
     from ..errors import UserError
+    from ..run.self_training import RunSpec, run_self_training
     from ..strategies.self_training import SelfTrainingConfig
-    from ..strategies.self_training_run import RunSpec, run_self_training
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,6 +291,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("mammo-self-training")
     def mammo_self_training(
+        ctx: typer.Context,
+        config: Path | None = typer.Option(None, "--config", "-c", help="experiment YAML (configs/mammo_*.yaml)"),
+        set_: list[str] = typer.Option([], "--set", "-s", help="config override key=value (repeatable)"),
         out: Path = typer.Option(Path("runs/mammo_self_training"), "--out", help="experiment directory"),
         data: Path | None = typer.Option(None, "--data", help="mammography dataset dir; default: synthesise one"),
         n_exams: int = typer.Option(200, "--n-exams", help="exams to synthesise when --data is not given"),
@@ -316,10 +319,26 @@ def register(app: typer.Typer) -> None:
         tune_cell: str = typer.Option("full25_weak100", "--tune-cell", help="the cell the candidates train"),
         n_boot: int = typer.Option(1000, "--n-boot", min=0, help="bootstrap replicates of the effects (0: none)"),
     ) -> None:  # fmt: skip
-        """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports."""
-        from ..commands.common import console
+        """The self-training paper's Tables 3 and 4 and Fig. 4 on synthetic mammograms + reports.
+
+        Settings come from --config FILE and --set key=value; a flag typed on the command line overrides them.
+        """
+        from ..console import console
         from ..data.schema import read_table
         from ..errors import UserError
+        from ._selftrain_config import resolve_config
+
+        flags = {k: v for k, v in locals().items() if k not in {"ctx", "config", "set_", "console", "read_table",
+                                                                  "UserError", "resolve_config"}}  # fmt: skip
+        c = resolve_config(ctx, config, list(set_), flags)
+        out, data = Path(c.out), (Path(c.data) if c.data else None)
+        n_exams, labeller, seed, steps_per_epoch = c.n_exams, c.labeller, c.seed, c.steps_per_epoch
+        stage1_epochs, round_epochs, p0_every, only, nlp_epochs = (c.stage1_epochs, c.round_epochs, c.p0_every,
+                                                                    c.only, c.nlp_epochs)  # fmt: skip
+        seeds, full_share, lesion_threshold, n_boot = c.seeds, c.full_share, c.lesion_threshold, c.n_boot
+        val_exams, test_exams, tune = c.val_exams, c.test_exams, c.tune
+        tune_full_shares, tune_thresholds, tune_seeds, tune_cell = (c.tune_full_shares, c.tune_thresholds,
+                                                                    c.tune_seeds, c.tune_cell)  # fmt: skip
 
         splits = MammoSplits(n_exams, seed, val_exams, test_exams)
         if data is None or (splits.powered and not (data / "manifest.csv").is_file()):

@@ -58,9 +58,9 @@ def _load(model: nn.Module, state: dict[str, Any], ckpt: Path) -> nn.Module:
 
 
 def _us_bundle(path: Path) -> tuple[str, list[ExportItem]]:
-    from ..inference.us_predict import _bundle_models
+    from ..inference.us_predict import load_bundle
 
-    det, recog, r = _bundle_models(path)
+    det, recog, r = load_bundle(path)
     side = int(det.rcnn.transform.min_size[0])  # any frame size works: H and W are dynamic axes of the detector
     crop = int(r["crop_size"])
     items = [
@@ -114,7 +114,7 @@ def _from_run_dir(run_dir: Path, ckpt: Path | None) -> tuple[str, list[ExportIte
     spec_path = run_dir / "model.json"
     if spec_path.is_file() and json.loads(spec_path.read_text()).get("format") == CARD_FORMAT:
         return _from_card(run_dir, ckpt)
-    if spec_path.is_file():  # mammography self-training (breastssl/strategies/self_training_run.py)
+    if spec_path.is_file():  # mammography self-training (breastssl/run/self_training.py)
         spec = json.loads(spec_path.read_text())
         ckpt, state = _checkpoint(run_dir, ckpt)
         model = _load(create_model(spec["name"], **{**spec["kwargs"], "pretrained": False}), state, ckpt)
@@ -131,12 +131,19 @@ def _from_run_dir(run_dir: Path, ckpt: Path | None) -> tuple[str, list[ExportIte
         return "dbt_train", [ExportItem("model", cfg.model.name, model, shape, str(ckpt))]
     comoto_cfg = _comoto_config(run_dir)
     if comoto_cfg is not None:
-        from ..experiments.comoto import ComotoExperimentConfig, _model
+        from ..models.comoto import ARCH_KEYS, DetectorConfig, comoto_detector
 
-        cfg = load_config(ComotoExperimentConfig, comoto_cfg).model_copy(update={"pretrained": False})
+        # the experiment's detector settings, read as plain data (the export layer does not import experiments)
+        data = json.loads(comoto_cfg.read_text())
+        settings = {k: data[k] for k in ARCH_KEYS if k in data} | {"pretrained": False}
+        try:
+            det = DetectorConfig.model_validate(settings)
+        except ValueError as exc:
+            raise UserError(f"{comoto_cfg}: not a CoMoTo experiment config ({exc})") from None
         ckpt, state = _checkpoint(run_dir, ckpt)
-        model = _load(_model(cfg), state, ckpt)
-        return "comoto", [ExportItem("model", "retinanet", model, (1, 1, *cfg.size), str(ckpt))]
+        model = _load(comoto_detector(det), state, ckpt)
+        size = tuple(int(v) for v in data["size"])
+        return "comoto", [ExportItem("model", "retinanet", model, (1, 1, *size), str(ckpt))]
     raise UserError(
         f"run {run_dir}: not a breastssl run (expected config.yaml of `breastssl train`, model.json of a "
         f"self-training run, a CoMoTo run with config.json above it, or {US_BUNDLE})"

@@ -93,15 +93,18 @@ def predict_volumes(
     iou_thresh: float = 0.3,
     max_gap: int = 1,
     max_per_volume: int = 20,
+    batch_size: int = 32,
 ) -> pd.DataFrame:
     """Volume predictions in the BCS-DBT format for (manifest row, stack (D, H, W) at model size) pairs.
 
     ``scale(row)`` → (sx, sy), model pixels per stored pixel: boxes are mapped back to stored pixels.
+    ``batch_size``: slices per forward pass.
     StudyUID = the row's ``exam_id`` (``image_id`` without one); View = laterality + view, lower case ("lcc").
     """
     frames = []
     for row, stack in volumes:
-        merged = merge_slices(detect_volume(model, torch.from_numpy(stack)), iou_thresh, max_gap).head(max_per_volume)
+        dets = detect_volume(model, torch.from_numpy(stack), batch_size)
+        merged = merge_slices(dets, iou_thresh, max_gap).head(max_per_volume)
         sx, sy = scale(row) if scale is not None else (1.0, 1.0)
         merged[["X", "Width"]] = merged[["X", "Width"]].astype(float) / sx
         merged[["Y", "Height"]] = merged[["Y", "Height"]].astype(float) / sy

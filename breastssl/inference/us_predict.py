@@ -1,23 +1,32 @@
-"""Ultrasound prediction with a bundle written by `breastssl experiment us-mean-teacher`.
+"""Ultrasound prediction: detector boxes, recognition-network malignancy probability, ``predictions.csv`` and overlays.
 
-Used by `breastssl predict --modality us`: detector boxes, recognition-network malignancy probability,
-``predictions.csv`` and overlay PNGs.
+Two sources of the two networks, one prediction code (:func:`predict_frames`):
+
+- ``breastssl predict --run RUN``: a run folder of ``breastssl train`` (family ``us``; :func:`predict_run`), read
+  with :func:`breastssl.run.folder.load_run`; crop settings from its ``model.json``;
+- ``breastssl predict --modality us --model us_model.pt``: the bundle of ``breastssl experiment us-mean-teacher``
+  (:func:`predict`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
+from ..errors import DataError, UserError
 from ..models.detection import create_detector
 
+COLUMNS = ["file", "x0", "y0", "x1", "y1", "det_score", "p_malignant"]
 
-def _bundle_models(path: Path) -> tuple[Any, Any, dict]:
-    from ..errors import DataError
+
+def load_bundle(path: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """(detector, recognition network, recognition settings) of an experiment's ``us_model.pt``, in eval mode."""
     from ..models import create_model
 
     try:
@@ -25,7 +34,9 @@ def _bundle_models(path: Path) -> tuple[Any, Any, dict]:
         d, r = b["detector_cfg"], b["recognition_cfg"]
     except Exception as exc:  # noqa: BLE001  (any unreadable file is the user's input error)
         raise DataError(f"{path}: not an ultrasound model bundle ({type(exc).__name__}: {exc})") from None
-    det = create_detector(d["backbone"], pretrained=False, min_size=d["min_size"], max_size=d["max_size"])
+    # no download (the bundle holds the weights), but the input normalisation the detector was trained with
+    det = create_detector(d["backbone"], pretrained=False, imagenet_norm=bool(d.get("pretrained", False)),
+                          min_size=d["min_size"], max_size=d["max_size"])  # fmt: skip
     det.load_state_dict(b["detector"])
     kw: dict[str, Any] = {"dropout": r["dropout"], "num_classes": 1}
     kw.update(
@@ -36,49 +47,119 @@ def _bundle_models(path: Path) -> tuple[Any, Any, dict]:
     return det.eval(), recog.eval(), r
 
 
-def predict(
-    model: Path, inputs: list[Path], out: Path, score_threshold: float = 0.5, max_boxes: int = 3
-) -> pd.DataFrame:
-    """Boxes with benign/malignant probability for ultrasound images (DICOM, .npy, PNG/JPEG) + overlay PNGs.
-
-    Every box with a detector score ≥ ``score_threshold`` (at most ``max_boxes``; the top box when none
-    reaches it) is cropped as in training and scored by the recognition network. Writes
-    ``predictions.csv`` (file, x0, y0, x1, y1, det_score, p_malignant) and ``overlays/<name>.png``.
-    """
-    from PIL import Image, ImageDraw
-
-    from ..data.us_crops import crop
-    from ..data.us_dataset import read_frame
-    from ..fsutil import atomic_file
-    from ..strategies.mean_teacher import predict_proba
-
-    det, recog, r = _bundle_models(Path(model))
-    files = [
+def image_files(inputs: Sequence[Path]) -> list[Path]:
+    """Every file named in ``inputs``, folders expanded recursively (sorted)."""
+    return [
         f
         for p in inputs
         for f in (sorted(q for q in Path(p).rglob("*") if q.is_file()) if Path(p).is_dir() else [Path(p)])
     ]
+
+
+@torch.no_grad()
+@torch.no_grad()
+def score_frame(
+    det: nn.Module,
+    recog: nn.Module,
+    frame: np.ndarray,
+    crop_size: int,
+    margin: float,
+    score_threshold: float = 0.5,
+    max_boxes: int = 3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kept boxes (K, 4) xyxy of one (H, W) grey frame in [0, 1], their detector scores (K,) and malignancy
+    probabilities (K,): every box with a score ≥ ``score_threshold`` (at most ``max_boxes``; the top box when none
+    reaches it), cropped as in training and scored by the recognition network."""
+    from ..data.us_crops import crop
+    from ..run.early_stopping import predict_proba
+
+    o = det([torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None].to(next(det.parameters()).device)])
+    boxes, scores = o["boxes"][0].cpu().numpy(), o["scores"][0].cpu().numpy()
+    keep = np.flatnonzero(scores >= score_threshold)[:max_boxes]
+    keep = keep if len(keep) or not len(scores) else np.array([int(scores.argmax())])
+    x = np.stack([crop(frame, boxes[k], crop_size, margin)[None] for k in keep]) if len(keep) else None
+    probs = predict_proba(recog, torch.from_numpy(x)) if x is not None else np.zeros(0, np.float32)
+    return boxes[keep].reshape(-1, 4), scores[keep], probs
+
+
+def predict_frames(
+    det: nn.Module,
+    recog: nn.Module,
+    files: Sequence[Path],
+    out: Path,
+    crop_size: int,
+    margin: float,
+    score_threshold: float = 0.5,
+    max_boxes: int = 3,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """Boxes with a malignancy probability for each ultrasound image file (DICOM, .npy, PNG/JPEG), + overlay PNGs.
+
+    Every box with a detector score ≥ ``score_threshold`` (at most ``max_boxes``; the top box when none reaches
+    it) is cropped as in training (``crop_size``, ``margin``) and scored by the recognition network (eval mode,
+    on its device). Writes ``out/predictions.csv`` (:data:`COLUMNS`) and ``out/overlays/<name>.png`` (red:
+    p ≥ ``threshold``, green otherwise); returns the table.
+    """
+    from PIL import Image, ImageDraw
+
+    from ..data.us_dataset import read_frame
+    from ..fsutil import atomic_file
+
     rows = []
     for f in files:
-        frame = read_frame(f)
-        with torch.no_grad():
-            o = det([torch.from_numpy(frame)[None]])
-        boxes, scores = o["boxes"][0].numpy(), o["scores"][0].numpy()
-        keep = np.flatnonzero(scores >= score_threshold)[:max_boxes]
-        keep = keep if len(keep) or not len(scores) else np.array([int(scores.argmax())])
-        x = np.stack([crop(frame, boxes[k], r["crop_size"], r["margin"])[None] for k in keep]) if len(keep) else None
-        probs = predict_proba(recog, torch.from_numpy(x)) if x is not None else np.zeros(0)
+        frame = read_frame(f)  # (H, W) grey in [0, 1]
+        boxes, scores, probs = score_frame(det, recog, frame, crop_size, margin, score_threshold, max_boxes)
         rgb = Image.fromarray((np.clip(frame, 0, 1) * 255).astype(np.uint8)).convert("RGB")
         draw = ImageDraw.Draw(rgb)
-        for k, p in zip(keep, probs, strict=True):
-            b = boxes[k]
-            draw.rectangle(list(map(float, b)), outline=(230, 40, 40) if p >= 0.5 else (40, 200, 60), width=1)
+        for b, sc, p in zip(boxes, scores, probs, strict=True):
+            draw.rectangle(list(map(float, b)), outline=(230, 40, 40) if p >= threshold else (40, 200, 60), width=1)
             draw.text((float(b[0]) + 2, max(0.0, float(b[1]) - 11)), f"{p:.2f}", fill=(255, 230, 0))
-            rows.append({"file": str(f), "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "det_score": float(scores[k]),
+            rows.append({"file": str(f), "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "det_score": float(sc),
                          "p_malignant": float(p)})  # fmt: skip
         with atomic_file(out / "overlays" / f"{f.stem}.png", "wb") as tmp:
             rgb.save(tmp, format="PNG")
-    df = pd.DataFrame(rows, columns=["file", "x0", "y0", "x1", "y1", "det_score", "p_malignant"])
+    df = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_file(out / "predictions.csv") as tmp:
         df.to_csv(tmp, index=False)
     return df
+
+
+def predict(
+    model: Path, inputs: list[Path], out: Path, score_threshold: float = 0.5, max_boxes: int = 3
+) -> pd.DataFrame:
+    """:func:`predict_frames` with the experiment's bundle ``model`` (``us_model.pt``); writes into ``out``."""
+    det, recog, r = load_bundle(Path(model))
+    return predict_frames(det, recog, image_files(inputs), Path(out), int(r["crop_size"]), float(r["margin"]),
+                          score_threshold, max_boxes)  # fmt: skip
+
+
+def predict_run(
+    run: Path,
+    inputs: list[Path],
+    out: Path,
+    device: str = "cpu",
+    overwrite: bool = False,
+    score_threshold: float = 0.5,
+    max_boxes: int = 3,
+    **_: Any,
+) -> pd.DataFrame:
+    """:func:`predict_frames` with the detector and recognition network of a ``breastssl train`` run folder.
+
+    ``out`` appears complete or not at all (an existing non-empty ``out`` needs ``overwrite``). Other keywords of
+    ``breastssl predict`` (``top_slices``, ``batch_size``) are for other families and ignored.
+    """
+    from ..fsutil import atomic_dir
+    from ..run.folder import load_family_run
+
+    loaded = load_family_run(run, "us", device)
+    if not {"detector", "recognition"} <= set(loaded.models):
+        raise UserError(f"run {loaded.run_dir}: holds {', '.join(loaded.models)}, not an ultrasound detector and "
+                        "recognition network")  # fmt: skip
+    files = image_files(inputs)
+    if not files:
+        raise UserError(f"no image files in {', '.join(map(str, inputs))}")
+    pre, outputs = loaded.card["preprocessing"], loaded.card.get("outputs", {})
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        return predict_frames(loaded.models["detector"], loaded.models["recognition"], files, tmp,
+                              int(pre["crop_size"]), float(pre["crop_margin"]), score_threshold, max_boxes,
+                              float(outputs.get("threshold", 0.5)))  # fmt: skip

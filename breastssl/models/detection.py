@@ -9,10 +9,11 @@ fine-tuned. Here the backbone is configurable:
 - ``tiny``: four small convolutions (stride 8), for tests and CPU demos.
 
 ``pretrained=True`` loads torchvision's ImageNet weights for the backbone (a download; the only network
-access); the default is False. Detectors live in their own small registry (``register_detector``,
-``create_detector``, ``list_detectors``): they do not follow the classifier-segmenter contract of the
-model registry (their forward takes targets and returns boxes), and their contract tests are generated
-from this registry (``tests/us``).
+access); the default is False. It also picks the input normalisation (ImageNet mean/std, else 0.5/0.25),
+which ``imagenet_norm`` sets apart, so that a trained detector is rebuilt without a download. Detectors live
+in their own small registry (``register_detector``, ``create_detector``, ``list_detectors``): they do not follow
+the classifier-segmenter contract of the model registry (their forward takes targets and returns boxes), and
+their contract tests are generated from this registry (``tests/us``).
 
 ``forward(images, targets=None)``: images (B, 1, H, W) in [0, 1] or a list of (1, H_i, W_i); targets a
 list of ``{"boxes": (N_i, 4) x0 y0 x1 y1, "labels": (N_i,) int64}``. In training mode returns
@@ -124,6 +125,7 @@ class NoduleDetector(nn.Module):
         detections_per_image: int = 5,
         score_threshold: float = 0.0,
         proposals: int = 300,
+        imagenet_norm: bool | None = None,
     ) -> None:
         super().__init__()
         from torchvision.models.detection import FasterRCNN
@@ -145,7 +147,10 @@ class NoduleDetector(nn.Module):
         anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * levels)
         names = ["0", "1", "2", "3"] if multi else ["0"]
         pooler = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
-        mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if pretrained else ([0.5] * 3, [0.25] * 3)
+        # the input normalisation is not in the state dict: a trained detector rebuilt without downloading its
+        # ImageNet weights (pretrained=False) keeps the normalisation it was trained with through imagenet_norm
+        imagenet = pretrained if imagenet_norm is None else imagenet_norm
+        mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if imagenet else ([0.5] * 3, [0.25] * 3)
         self.rcnn = FasterRCNN(
             self.backbone,
             num_classes=None,

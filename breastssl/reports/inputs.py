@@ -34,6 +34,9 @@ KNOWN = {
     "label",
     "model",
 }
+# descriptive columns that breastssl's own prediction files carry (a run's predictions_*.csv, predict's outputs):
+# read past, so every run's predictions go straight into `breastssl evaluate`
+DESCRIPTIVE = {"n_items", "aggregation", "vendor", "site", "det_score", "p_malignant", "iou", "split", "set", "file"}
 RENAME = {"width": "w", "height": "h", "studyuid": "image_id", "patientid": "patient_id"}
 BOX = ["x", "y", "w", "h"]
 MAX_LISTED = 5
@@ -58,9 +61,10 @@ def load_predictions(path: str | Path) -> tuple[pd.DataFrame, str, str]:
     df = df.rename(columns={c: RENAME.get(c.lower(), c.lower()) for c in df.columns})
     if df.empty:
         raise DataError(f"{path}: no prediction rows (columns {list(df.columns)})")
-    unknown = [c for c in df.columns if c not in KNOWN]
+    unknown = [c for c in df.columns if c not in KNOWN | DESCRIPTIVE]
     if unknown:
         raise DataError(f"{path}: unknown column(s) {unknown}; allowed: {sorted(KNOWN)}")
+    df = df.drop(columns=[c for c in df.columns if c in DESCRIPTIVE])
     if "score" not in df.columns:
         raise DataError(f"{path}: missing required column score; has {list(df.columns)}")
     for key in ("image_id", "exam_id", "laterality", "patient_id"):

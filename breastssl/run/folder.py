@@ -154,3 +154,13 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         models[name] = module.to(device).eval()
         used = used or source
     return LoadedRun(run_dir, card, used, models)
+
+
+def load_family_run(path: str | Path, family: str, device: str | torch.device = "cpu") -> LoadedRun:
+    """:func:`load_run` for a predictor of one family: CUDA checked first, a run of another family refused."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    run = load_run(path, device)
+    if run.card["family"] != family:
+        raise UserError(f"run {run.run_dir} is a {run.card['family']} run, not a {family} run")
+    return run

@@ -9,6 +9,10 @@
     metrics = recipe.evaluate(cfg, built, ctx)        # score the test split, write predictions_*.csv
     model.json = recipe.card(cfg, built)              # what loading the run needs (breastssl.run.folder)
 
+A recipe may also define ``fit(cfg, built, ctx) -> FitResult``, called instead of the plain ``fit`` line: a
+method whose training stops early (the ultrasound mean teacher's early stopping on validation accuracy) runs
+:func:`breastssl.engine.fit` itself, in chunks with an evaluation between them (never a loop of its own).
+
 A recipe's ``build`` validates the user's data (a clear :class:`~breastssl.errors.DataError` naming the file, row
 or column) before anything trains; with ``dry_run`` it must not train anything (a recipe with a prerequisite
 stage, such as the ultrasound detector, skips it and says so in ``summary``).

@@ -90,8 +90,11 @@ def run_train(cfg: RunConfigBase, *, dry: bool = False) -> dict[str, Any]:
         return dry_run(cfg, built)
     out = Path(cfg.train.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = fit(built.model, built.strategy, built.dataset, cfg.train, batch_sampler=built.batch_sampler,
-                 collate_fn=built.collate_fn, run_config=cfg, dist_ctx=ctx)  # fmt: skip
+    if hasattr(rec, "fit"):  # a method that stops early (ultrasound) drives the one loop itself, in chunks
+        result = rec.fit(cfg, built, ctx)
+    else:
+        result = fit(built.model, built.strategy, built.dataset, cfg.train, batch_sampler=built.batch_sampler,
+                     collate_fn=built.collate_fn, run_config=cfg, dist_ctx=ctx)  # fmt: skip
     built.state["fit"] = result
     rec.finish(cfg, built, ctx)
     metrics = rec.evaluate(cfg, built, ctx)

@@ -4,7 +4,7 @@ Paper: "CoMoTo: Unpaired Cross-Modal Lesion Distillation Improves Breast Lesion 
 (arXiv, July 2024), with the details of the authors' public code.
 
 The DBT student (a copy of the teacher at the start, :func:`student_from_teacher`) trains on a DBT batch;
-the frozen mammography teacher sees an UNPAIRED mammography batch. Lesion points (``losses_comoto``): the 9
+the frozen mammography teacher sees an UNPAIRED mammography batch. Lesion points (``losses.comoto``): the 9
 C5 locations of every GT box, averaged over boxes and images → (C, 9) per side. Loss::
 
     L = L_focal + L_box                                                 (RetinaNet, DBT batch)
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..losses_comoto import N_POINTS, lesion_points, lskd_loss, point_entropy
+from ..losses.comoto import N_POINTS, lesion_points, lskd_loss, point_entropy
 from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 

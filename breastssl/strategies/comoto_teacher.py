@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..losses_comoto import impa_loss, impa_vectors
+from ..losses.comoto import impa_loss, impa_vectors
 from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 

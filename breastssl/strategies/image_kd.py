@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..losses_comoto import image_kd_loss
+from ..losses.comoto import image_kd_loss
 from .comoto_common import ComotoConfig, DetectionStrategy
 from .registry import register_strategy
 

@@ -27,20 +27,17 @@ likely to be correct"). Not in the paper, from the mean-teacher paper: EMA decay
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import Section
-from ..engine.ema import EMA
 from ..losses import bce_per_sample, set_mean
+from ..models.ema import EMA
 from .registry import register_strategy
 
 
@@ -181,66 +178,6 @@ class MeanTeacher:
         return {"strategy": "mean_teacher", **self.cfg.model_dump(exclude={"name"})}
 
 
-def labelled_per_batch(batch_size: int, labelled_fraction: float, has_unlabelled: bool = True) -> int:
-    """Labelled samples in a batch of ``batch_size``: ``round(f·B)``, at least 1 and leaving at least 1 unlabelled
-    place (all ``batch_size`` when there is nothing unlabelled)."""
-    if not has_unlabelled:
-        return batch_size
-    return max(1, min(batch_size - 1, round(batch_size * labelled_fraction)))
-
-
-class LabelledUnlabelledBatchSampler:
-    """Global batches of ``round(f·B)`` labelled + the rest unlabelled samples (paper: 64 + 64).
-
-    An epoch is one pass over the unlabelled indices (over the labelled ones when there are none);
-    the labelled indices cycle, reshuffled each pass. Orders are a pure function of (seed, epoch), so
-    a resumed run sees the same batches. Rank r takes the r-th slice of each part.
-    """
-
-    def __init__(
-        self,
-        labelled: Sequence[int],
-        unlabelled: Sequence[int],
-        batch_size: int,
-        labelled_fraction: float = 0.5,
-        *,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.labelled, self.unlabelled = list(labelled), list(unlabelled)
-        if not self.labelled:
-            raise ValueError("the mean-teacher batch sampler needs at least one labelled sample")
-        self.n_lab = labelled_per_batch(batch_size, labelled_fraction, bool(self.unlabelled))
-        self.n_unl = batch_size - self.n_lab
-        if self.n_lab % world_size or self.n_unl % world_size:
-            raise ValueError(f"{self.n_lab} labelled + {self.n_unl} unlabelled do not split over {world_size} ranks")
-        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        if self.unlabelled:
-            return max(1, len(self.unlabelled) // self.n_unl)
-        return max(1, len(self.labelled) // self.n_lab)
-
-    def _stream(self, ids: list[int], n: int, g: torch.Generator) -> list[int]:
-        out: list[int] = []
-        while len(out) < n:
-            out += [ids[i] for i in torch.randperm(len(ids), generator=g).tolist()]
-        return out[:n]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        lab = self._stream(self.labelled, len(self) * self.n_lab, g)
-        unl = self._stream(self.unlabelled, len(self) * self.n_unl, g) if self.unlabelled else []
-        pl, pu = self.n_lab // self.world_size, self.n_unl // self.world_size
-        for b in range(len(self)):
-            a, u = b * self.n_lab + self.rank * pl, b * self.n_unl + self.rank * pu
-            yield lab[a : a + pl] + unl[u : u + pu]
-
-
 class EarlyStopping:
     """Stop after ``patience`` evaluations without a strict gain of the monitored value (higher is better)."""
 
@@ -271,65 +208,3 @@ class EarlyStopping:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.patience, self.best, self.best_step = int(state["patience"]), float(state["best"]), int(state["best_step"])
         self.bad, self.history = int(state["bad"]), [(int(s), float(v)) for s, v in state["history"]]
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, images: Tensor, batch_size: int = 256) -> np.ndarray:
-    """Malignancy probabilities (N,) of images (N, C, H, W), the model in eval mode (restored afterwards)."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = [
-        malignancy(model(images[i : i + batch_size].to(device))["logits"]).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    model.train(was)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
-
-
-def fit_early_stopping(
-    strategy: MeanTeacher,
-    dataset: Any,
-    cfg: Any,
-    sampler: Any,
-    evaluate: Callable[[nn.Module], float],
-    eval_every: int,
-    max_steps: int,
-    min_steps: int = 0,
-) -> dict[str, Any]:
-    """Train with :func:`breastssl.engine.fit` in chunks of ``eval_every`` steps, early-stopping on ``evaluate``.
-
-    After each chunk ``evaluate(strategy.eval_model())`` (validation accuracy) feeds the strategy's
-    :class:`EarlyStopping`; the best weights (student and teacher) are kept and loaded at the end. The
-    engine resumes each chunk from the previous chunk's checkpoint (``cfg.out_dir``), so a killed run
-    restarted the same way continues. Evaluations before ``min_steps`` are only recorded in the history: they
-    neither stop the run nor choose the kept weights (unless no later evaluation happens). Returns
-    ``{"best_step", "best_value", "steps", "history"}``.
-    """
-    import warnings
-
-    from ..engine import fit
-
-    best: dict[str, Any] | None = None
-    step = 0
-    while step < max_steps and not strategy.early.stop:
-        step = min(step + eval_every, max_steps)
-        chunk = cfg.model_copy(update={"steps": step, "resume": True, "ckpt_every": eval_every})
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="resuming step .* changed train config")
-            result = fit(strategy.student, strategy, dataset, chunk, batch_sampler=sampler)
-        step = result.step
-        value = evaluate(strategy.eval_model())
-        if step < min_steps and step < max_steps:
-            strategy.early.history.append((int(step), float(value)))
-            continue
-        if strategy.early.update(value, step) or best is None:
-            best = {
-                "student": copy.deepcopy(strategy.student.state_dict()),
-                "teacher": copy.deepcopy(strategy.teacher.state_dict()),
-            }
-    if best is not None:
-        strategy.student.load_state_dict(best["student"])
-        strategy.teacher.load_state_dict(best["teacher"])
-    early = strategy.early
-    return {"best_step": early.best_step, "best_value": early.best, "steps": step, "history": early.history}

@@ -15,7 +15,7 @@ unsure images are dropped. Then, per batch::
     L_seg^W  soft focal on the stage-2.1 probability map (TP)
     L_cls^W  soft CE on the NLP soft label y (TP, FP, FN)
 
-soft focal = α_t·|y − ŷ|^γ·CE(y, ŷ), α = 0.25, γ = 2 (``losses_soft``). Batches are 1:5 positive :
+soft focal = α_t·|y − ŷ|^γ·CE(y, ŷ), α = 0.25, γ = 2 (``losses.soft``). Batches are 1:5 positive :
 negative. Every batch, full and weak items alike, is augmented before the forward (``augment``: flips,
 rotation + scaling moving image, contralateral image and pixel target together, Gaussian noise on the
 images; ``self_training_augment``): without it a TP's soft target is the student's own map at the start
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from ..config import Section
 from ..errors import ConfigError
 from ..losses import set_mean
-from ..losses_soft import soft_cross_entropy, soft_focal
+from ..losses.soft import soft_cross_entropy, soft_focal
 from ..postprocess.crf import CRFParams
 from .registry import register_strategy
 from .self_training_augment import PairAugmentConfig, augment_batch
@@ -69,6 +69,13 @@ class CRFConfig(Section):
     scale: float = Field(1.0, ge=1, description="coarse inference: downsampling factor (kernel widths scaled)")
     max_side: int = Field(256, ge=0, description="the CRF grid's longer side at most (0: full resolution)")
     workers: int = Field(0, ge=0, description="processes mining the CRF masks (0: one per usable core)")
+
+    def params(self, **override: float | int | str) -> CRFParams:
+        """The :class:`CRFParams` of these settings (``override``: fields replaced, e.g. ``workers=1``)."""
+        prm = CRFParams(self.sxy_gaussian, self.compat_gaussian, self.sxy_bilateral, self.srgb, self.compat_bilateral,
+                        self.iterations, backend=self.backend, scale=self.scale, max_side=self.max_side,
+                        workers=self.workers)  # fmt: skip
+        return prm.with_(**override) if override else prm
 
 
 class SelfTrainingConfig(Section):
@@ -160,11 +167,9 @@ class SelfTraining:
             sub = self.data.pairs.subset(weak)
             maps = score_maps(self.student, sub, self.cfg.score_batch_size, device)
             c = self.cfg.crf
-            prm = CRFParams(c.sxy_gaussian, c.compat_gaussian, c.sxy_bilateral, c.srgb, c.compat_bilateral,
-                            c.iterations, backend=c.backend, scale=c.scale, max_side=c.max_side,
-                            workers=c.workers)  # fmt: skip
             self.data.pseudo[weak] = maps.astype(np.float16)
-            self.data.crf[weak] = lesion_masks(maps, sub.images[:, 0], prm, c.min_area, self.cfg.lesion_threshold)
+            t = self.cfg.lesion_threshold
+            self.data.crf[weak] = lesion_masks(maps, sub.images[:, 0], c.params(), c.min_area, t)
         self.p0 = p0_at((k % per_round) * self.cfg.p0_every, self.cfg.p0_start, self.cfg.p0_step, self.cfg.p0_every)
         mask_pos = self.data.crf[weak].reshape(len(weak), -1).any(axis=1)
         self.data.roles[weak] = mine(self.data.y[weak], mask_pos, self.p0)

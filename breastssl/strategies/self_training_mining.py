@@ -58,9 +58,13 @@ def role_counts(roles: np.ndarray) -> dict[str, int]:
 
 @torch.no_grad()
 def score_maps(
-    model: nn.Module, pairs: PairArrays, batch_size: int = 32, device: str | torch.device = "cpu"
+    model: nn.Module, pairs: PairArrays, batch_size: int = 32, device: str | torch.device | None = None
 ) -> np.ndarray:
-    """Lesion probability maps (N, H, W) float32 of every pair, model in eval mode (restored after)."""
+    """Lesion probability maps (N, H, W) float32 of every pair, model in eval mode (restored after).
+
+    ``device``: where the batches go; None = the model's own device.
+    """
+    device = device if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
@@ -151,7 +155,8 @@ class PosNegSampler:
 
     Batch b of epoch e draws (with replacement) from the pools as they are when it is drawn, seeded by
     (seed, e, b): mining between rounds changes the pools, and a resumed run (same mining state,
-    restored from the strategy's checkpoint) draws the same batches.
+    restored from the strategy's checkpoint) draws the same batches. Under ``torchrun`` every rank draws the
+    same global batch and keeps its ``rank``-th slice of it (``batch_size`` must split evenly over the ranks).
     """
 
     def __init__(
@@ -162,10 +167,15 @@ class PosNegSampler:
         pos_fraction: float = 1 / 6,
         seed: int = 0,
         full_share: float | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"global batch size {batch_size} does not split evenly over {world_size} ranks")
         self.data, self.batch_size, self.batches = data, batch_size, batches_per_epoch
         self.n_pos = max(1, round(batch_size * pos_fraction))
         self.seed, self.epoch, self.full_share = seed, 0, full_share
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -194,4 +204,6 @@ class PosNegSampler:
             pos, neg = self.data.positives(), self.data.negatives()
             n_pos = self.n_pos if len(neg) else self.batch_size
             n_pos = n_pos if len(pos) else 0
-            yield self._draw(pos, n_pos, g) + self._draw(neg, self.batch_size - n_pos, g)
+            batch = self._draw(pos, n_pos, g) + self._draw(neg, self.batch_size - n_pos, g)
+            # positives first, then negatives: a strided slice gives every rank its share of both
+            yield batch[self.rank :: self.world_size] if self.world_size > 1 else batch

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from breastssl.losses_comoto import image_kd_loss, impa_loss, lskd_loss
+from breastssl.losses.comoto import image_kd_loss, impa_loss, lskd_loss
 
 
 def identity_proj() -> nn.Linear:

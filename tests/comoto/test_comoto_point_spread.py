@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from breastssl.config import load_config
 from breastssl.experiments.comoto import ComotoExperimentConfig, _model
-from breastssl.losses_comoto import box_point_vectors, point_entropy, sample_features
+from breastssl.losses.comoto import box_point_vectors, point_entropy, sample_features
 
 LOG9 = math.log(9)
 BOX = torch.tensor([[40.0, 50.0, 52.0, 62.0]])  # a typical 12-px lesion box at 128×96

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from breastssl.losses_comoto import (
+from breastssl.losses.comoto import (
     box_point_vectors,
     box_points,
     impa_vectors,

@@ -11,7 +11,7 @@ import torch
 from comoto_fixtures import paired_batch, tiny_detector
 
 from breastssl.errors import ConfigError
-from breastssl.losses_comoto import lesion_points, point_entropy
+from breastssl.losses.comoto import lesion_points, point_entropy
 from breastssl.strategies import create_strategy
 from breastssl.strategies.comoto_common import ComotoConfig, student_from_teacher
 

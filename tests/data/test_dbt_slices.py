@@ -73,7 +73,10 @@ def plan(name: str, threshold: float | None = None) -> pd.DataFrame:
 
     manifest, lesions = stacks()
     strategy = create_strategy(
-        name, create_model("tiny_cnn", width=4), create_model("tiny_cnn", width=4), StrategyConfig(threshold=threshold)
+        name,
+        create_model("tiny_cnn", width=4),
+        create_model("tiny_cnn", width=4),
+        StrategyConfig(name=name, threshold=threshold),
     )
     table = slice_table(manifest, lesions, weak_labels=strategy.weak_labels)
     return strategy.plan(table, scores_for(table))

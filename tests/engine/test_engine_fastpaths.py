@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from breastssl.engine import TrainConfig, fit
 from breastssl.engine import loop as engine_loop
-from breastssl.engine.ema import EMA
 from breastssl.engine.loop import channels_last_batch, channels_last_modules
 from breastssl.models import create_model
+from breastssl.models.ema import EMA
 
 CL = torch.channels_last
 

@@ -117,7 +117,7 @@ def test_export_onnx_names_outputs_and_keeps_dict_keys(tmp_path):
 
 
 def test_onnx_model_is_a_drop_in_for_predictors(tmp_path):
-    from breastssl.strategies.mean_teacher import predict_proba
+    from breastssl.run.early_stopping import predict_proba
 
     model = tiny("recognition_cnn")
     export_model(model, tmp_path / "m.onnx", (2, 1, 16, 16))

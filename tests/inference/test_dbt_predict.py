@@ -179,7 +179,7 @@ def bad_case(case: str, run_dir: Path, dbt: Path, tmp: Path) -> tuple[list[str],
     good = str(one_stack_manifest(dbt, tmp / "good"))
     if case == "run without config":
         (tmp / "norun").mkdir()
-        return ["--run", str(tmp / "norun"), good], "no config.yaml"
+        return ["--run", str(tmp / "norun"), good], "no model.json or config.yaml"
     if case == "run without checkpoint":
         (tmp / "nockpt").mkdir()
         shutil.copy(run_dir / "config.yaml", tmp / "nockpt" / "config.yaml")
@@ -201,8 +201,8 @@ def bad_case(case: str, run_dir: Path, dbt: Path, tmp: Path) -> tuple[list[str],
         (tmp / "bad" / "x.dcm").write_bytes(data[: len(data) // 2])  # truncated pixel data
         return ["--run", str(run_dir), str(tmp / "bad")], "x.dcm"
     if case == "both --model and --run":
-        return ["--run", str(run_dir), "--model", good, good], "either --model"
-    return ["--run", str(run_dir), "--modality", "us", good], "not 'us'"
+        return ["--run", str(run_dir), "--model", good, good], "give either --run"
+    return ["--run", str(run_dir), "--modality", "us", good], "--modality 'us' does not apply"
 
 
 @pytest.mark.parametrize(

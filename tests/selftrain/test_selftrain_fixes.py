@@ -14,10 +14,11 @@ from torch import nn
 
 from breastssl.data.mammo_pairs import PairArrays
 from breastssl.losses import flagged_mean, set_mean
-from breastssl.losses_soft import soft_cross_entropy, soft_focal
+from breastssl.losses.soft import soft_cross_entropy, soft_focal
 from breastssl.metrics.froc import regions_from_map
 from breastssl.models import create_model
 from breastssl.postprocess.crf import CRFParams
+from breastssl.run.self_training import froc_summary
 from breastssl.strategies.self_training import SelfTraining, SelfTrainingConfig
 from breastssl.strategies.self_training_augment import PairAugmentConfig, augment_batch
 from breastssl.strategies.self_training_lesions import (
@@ -29,7 +30,6 @@ from breastssl.strategies.self_training_lesions import (
     recalibrate,
 )
 from breastssl.strategies.self_training_mining import FN, TP, SelfTrainingDataset
-from breastssl.strategies.self_training_run import froc_summary
 
 
 def _pairs(n: int = 8, size: int = 16) -> PairArrays:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from breastssl.losses_soft import soft_cross_entropy, soft_focal
+from breastssl.losses.soft import soft_cross_entropy, soft_focal
 
 
 def _logit(p: float) -> float:

@@ -31,7 +31,7 @@ def test_eval_splits_are_generated_apart(tmp_path):
 
 def test_powered_experiment_tunes_on_val_and_reports_effects(tmp_path, monkeypatch):
     """Tune runs are scored on val images only, main runs on test with the chosen settings; effects with CIs."""
-    import breastssl.strategies.self_training_run as str_run
+    import breastssl.run.self_training as str_run
 
     seen = []
     real = str_run.run_self_training

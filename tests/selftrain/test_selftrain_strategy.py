@@ -12,9 +12,9 @@ from selftrain_fixtures import lesion_pairs
 
 from breastssl.data.mammo_pairs import PairArrays
 from breastssl.models import create_model
+from breastssl.run.self_training import RunSpec, run_self_training
 from breastssl.strategies import create_strategy
 from breastssl.strategies.self_training import SelfTraining, SelfTrainingConfig
-from breastssl.strategies.self_training_run import RunSpec, run_self_training
 
 
 def _batch(n: int = 6, size: int = 16) -> dict[str, torch.Tensor]:

@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from breastssl.data.labelled_sampler import LabelledUnlabelledBatchSampler
 from breastssl.data.us_crops import CropDataset
 from breastssl.models import create_model
+from breastssl.run.early_stopping import fit_early_stopping, predict_proba
 from breastssl.strategies import create_strategy
-from breastssl.strategies.mean_teacher import (
-    EarlyStopping,
-    LabelledUnlabelledBatchSampler,
-    MeanTeacher,
-    MeanTeacherConfig,
-    fit_early_stopping,
-    predict_proba,
-    rampup,
-)
+from breastssl.strategies.mean_teacher import EarlyStopping, MeanTeacher, MeanTeacherConfig, rampup
 
 
 def recognition(seed: int = 0, **kw) -> torch.nn.Module:

@@ -21,11 +21,12 @@ import pytest
 import torch
 from sklearn.datasets import load_digits  # a core dependency: never skipped
 
+from breastssl.data.labelled_sampler import LabelledUnlabelledBatchSampler
 from breastssl.data.us_crops import CropAugment, CropDataset
 from breastssl.engine import TrainConfig, fit
 from breastssl.models import create_model
 from breastssl.strategies import create_strategy
-from breastssl.strategies.mean_teacher import LabelledUnlabelledBatchSampler, MeanTeacherConfig, rampup
+from breastssl.strategies.mean_teacher import MeanTeacherConfig, rampup
 
 STEPS, BATCH, N_LABELLED = 600, 32, 50
 SETTINGS = {"consistency_weight": 3.0, "ema_decay": 0.99, "rampup_steps": 200, "input_noise": 0.15}

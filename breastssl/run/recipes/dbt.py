@@ -268,7 +268,7 @@ class DBTRecipe:
         return None
 
     def evaluate(self, cfg: RunConfig, built: Built, ctx: Any) -> dict[str, Any]:
-        from ...commands.common import console
+        from ...console import console
         from ...data.dbt_slices import score_slices
         from ...data.schema import write_table
         from ...fsutil import atomic_file
