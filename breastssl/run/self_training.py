@@ -27,12 +27,13 @@ import torch
 from torch import nn
 
 from ..data.mammo_pairs import PairArrays
+from ..data.self_training_data import PosNegSampler, SelfTrainingDataset
 from ..engine import OptimConfig, ScheduleConfig, TrainConfig, fit
 from ..models import create_model
 from ..strategies.self_training import SelfTraining, SelfTrainingConfig
 from ..strategies.self_training_detections import Detections, image_detections
 from ..strategies.self_training_lesions import FROC_GRID, froc_swept, lesions_below
-from ..strategies.self_training_mining import PosNegSampler, SelfTrainingDataset, score_maps
+from ..strategies.self_training_mining import score_maps
 
 MODEL_NAME = "bilateral_two_view"
 IOU_THRESHOLD = 0.2  # the paper's hit criterion: IoU(region, GT mask) > 0.2

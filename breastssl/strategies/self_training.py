@@ -45,6 +45,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import Section
+from ..data.self_training_data import FULL, SelfTrainingDataset
 from ..errors import ConfigError
 from ..losses import set_mean
 from ..losses.soft import soft_cross_entropy, soft_focal
@@ -52,7 +53,7 @@ from ..postprocess.crf import CRFParams
 from .registry import register_strategy
 from .self_training_augment import PairAugmentConfig, augment_batch
 from .self_training_lesions import lesion_masks
-from .self_training_mining import FULL, SelfTrainingDataset, mine, p0_at, role_counts, score_maps
+from .self_training_mining import mine, p0_at, role_counts, score_maps
 
 
 class CRFConfig(Section):

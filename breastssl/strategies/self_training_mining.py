@@ -1,5 +1,5 @@
 """Stage 2.1 of the self-training method (seed 002, §3.3): scoring, the p0 schedule, the tentative
-TP/FP/FN/TN table, and the data and batches the mining feeds.
+TP/FP/FN/TN table (the data and batches it feeds: ``data/self_training_data.py``).
 
 Mining table (paper Table 1), per weakly labelled image with NLP soft label y and CRF mask M_b::
 
@@ -15,20 +15,14 @@ overlap.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..data.mammo_pairs import PairArrays
+from ..data.self_training_data import FN, FP, ROLE_NAMES, TN, TP, UNSURE
 from ..postprocess.crf import CRFParams
 from ..postprocess.crf_batch import crf_masks as batch_crf_masks
-
-# roles of a training item; FULL marks the fully annotated images
-TN, TP, FP, FN, UNSURE, FULL = 0, 1, 2, 3, 4, 5
-ROLE_NAMES = {TN: "TN", TP: "TP", FP: "FP", FN: "FN", UNSURE: "unsure", FULL: "full"}
 
 
 def p0_at(epoch_in_round: int, start: float = 0.95, step: float = 0.1, every: int = 5, floor: float = 0.5) -> float:
@@ -91,119 +85,3 @@ def crf_masks(maps: np.ndarray, images: np.ndarray, params: CRFParams, min_area:
     (see ``postprocess.crf``); the masks are in input order whatever the number of workers.
     """
     return batch_crf_masks(maps, images, params, min_area)
-
-
-class SelfTrainingDataset(Dataset):
-    """Fully and weakly labelled pairs with the current mining state.
-
-    Items: ``image``, ``aux`` (1, H, W); ``mask`` (1, H, W) — the GT mask of a full image, the stage-2.1
-    probability map (soft) or CRF mask (hard) of a weak TP, zeros otherwise; ``label`` () — the image
-    label of a full image, the NLP soft label y (or y > 0.5 when hard) of a weak one; 0/1 flags ``full``,
-    ``weak_seg`` (TP), ``weak_cls`` (TP, FP, FN); ``index``. The strategy updates ``roles``/``pseudo``/``crf``.
-    """
-
-    def __init__(self, pairs: PairArrays, is_full: np.ndarray, soft_label: np.ndarray) -> None:
-        self.pairs = pairs
-        self.is_full = np.asarray(is_full, dtype=bool)
-        self.y = np.nan_to_num(np.asarray(soft_label, dtype=np.float32), nan=0.5)
-        n, h, w = len(pairs), *pairs.images.shape[-2:]
-        self.roles = np.where(self.is_full, FULL, UNSURE).astype(np.int64)  # weak images wait for mining
-        self.pseudo = np.zeros((n, h, w), np.float16)
-        self.crf = np.zeros((n, h, w), bool)
-        self.soft_mask = True
-        self.soft_nlp = True
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    @property
-    def weak_index(self) -> np.ndarray:
-        return np.flatnonzero(~self.is_full)
-
-    def positives(self) -> np.ndarray:
-        """Indices trained as mass-positive images: full images with a lesion, weak TP and FN."""
-        full_pos = self.is_full & self.pairs.table["has_lesion"].to_numpy(bool)
-        return np.flatnonzero(full_pos | np.isin(self.roles, (TP, FN)))
-
-    def negatives(self) -> np.ndarray:
-        """Indices trained as negatives: full images without a lesion, weak FP."""
-        full_neg = self.is_full & ~self.pairs.table["has_lesion"].to_numpy(bool)
-        return np.flatnonzero(full_neg | (self.roles == FP))
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        role = int(self.roles[i])
-        if role == FULL:
-            mask = self.pairs.masks[i].astype(np.float32)
-            label = float(self.pairs.table["has_lesion"].iat[i])
-        else:
-            mask = (self.pseudo[i] if self.soft_mask else self.crf[i]).astype(np.float32)[None]
-            label = float(self.y[i]) if self.soft_nlp else float(self.y[i] > 0.5)
-        return {
-            "image": torch.from_numpy(self.pairs.images[i]),
-            "aux": torch.from_numpy(self.pairs.aux[i]),
-            "mask": torch.from_numpy(mask if role in (FULL, TP) else np.zeros_like(mask)),
-            "label": torch.tensor(label, dtype=torch.float32),
-            "full": torch.tensor(float(role == FULL)),
-            "weak_seg": torch.tensor(float(role == TP)),
-            "weak_cls": torch.tensor(float(role in (TP, FP, FN))),
-            "index": torch.tensor(i),
-        }
-
-
-class PosNegSampler:
-    """Batches of a fixed positive : negative ratio (paper 1:5) over the current mining state.
-
-    Batch b of epoch e draws (with replacement) from the pools as they are when it is drawn, seeded by
-    (seed, e, b): mining between rounds changes the pools, and a resumed run (same mining state,
-    restored from the strategy's checkpoint) draws the same batches. Under ``torchrun`` every rank draws the
-    same global batch and keeps its ``rank``-th slice of it (``batch_size`` must split evenly over the ranks).
-    """
-
-    def __init__(
-        self,
-        data: SelfTrainingDataset,
-        batch_size: int,
-        batches_per_epoch: int,
-        pos_fraction: float = 1 / 6,
-        seed: int = 0,
-        full_share: float | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        if batch_size % world_size:
-            raise ValueError(f"global batch size {batch_size} does not split evenly over {world_size} ranks")
-        self.data, self.batch_size, self.batches = data, batch_size, batches_per_epoch
-        self.n_pos = max(1, round(batch_size * pos_fraction))
-        self.seed, self.epoch, self.full_share = seed, 0, full_share
-        self.rank, self.world_size = rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.batches
-
-    def _draw(self, pool: np.ndarray, n: int, g: torch.Generator) -> list[int]:
-        """n indices of ``pool`` with replacement; with ``full_share``, round(share·n) of them from its full images."""
-        if n == 0 or len(pool) == 0:
-            return []
-        if self.full_share is not None:
-            full, weak = pool[self.data.is_full[pool]], pool[~self.data.is_full[pool]]
-            if len(full) and len(weak):
-                n_full = round(self.full_share * n)
-                return self._uniform(full, n_full, g) + self._uniform(weak, n - n_full, g)
-        return self._uniform(pool, n, g)
-
-    @staticmethod
-    def _uniform(pool: np.ndarray, n: int, g: torch.Generator) -> list[int]:
-        return pool[torch.randint(len(pool), (n,), generator=g).numpy()].tolist() if n else []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for b in range(self.batches):
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + b)
-            pos, neg = self.data.positives(), self.data.negatives()
-            n_pos = self.n_pos if len(neg) else self.batch_size
-            n_pos = n_pos if len(pos) else 0
-            batch = self._draw(pos, n_pos, g) + self._draw(neg, self.batch_size - n_pos, g)
-            # positives first, then negatives: a strided slice gives every rank its share of both
-            yield batch[self.rank :: self.world_size] if self.world_size > 1 else batch

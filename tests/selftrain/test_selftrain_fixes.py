@@ -13,6 +13,7 @@ from selftrain_fixtures import lesion_pairs
 from torch import nn
 
 from breastssl.data.mammo_pairs import PairArrays
+from breastssl.data.self_training_data import FN, TP, SelfTrainingDataset
 from breastssl.losses import flagged_mean, set_mean
 from breastssl.losses.soft import soft_cross_entropy, soft_focal
 from breastssl.metrics.froc import regions_from_map
@@ -29,7 +30,6 @@ from breastssl.strategies.self_training_lesions import (
     lesions_below,
     recalibrate,
 )
-from breastssl.strategies.self_training_mining import FN, TP, SelfTrainingDataset
 
 
 def _pairs(n: int = 8, size: int = 16) -> PairArrays:

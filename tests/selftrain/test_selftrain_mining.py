@@ -7,19 +7,8 @@ import pandas as pd
 import pytest
 
 from breastssl.data.mammo_pairs import PairArrays
-from breastssl.strategies.self_training_mining import (
-    FN,
-    FP,
-    FULL,
-    TN,
-    TP,
-    UNSURE,
-    PosNegSampler,
-    SelfTrainingDataset,
-    mine,
-    p0_at,
-    role_counts,
-)
+from breastssl.data.self_training_data import FN, FP, FULL, TN, TP, UNSURE, PosNegSampler, SelfTrainingDataset
+from breastssl.strategies.self_training_mining import mine, p0_at, role_counts
 
 
 def test_mining_table_hand_built_cases():
