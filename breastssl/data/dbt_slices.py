@@ -30,7 +30,7 @@ from .transforms import AugmentConfig, augment
 SampleKey = int | tuple[int, int]  # a slice index, or (epoch, index) from a composing batch sampler
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int] | None, mode: str = "bilinear") -> np.ndarray:
+def resize_stack(arr: np.ndarray, size: tuple[int, int] | None, mode: str = "bilinear") -> np.ndarray:
     """(D, H, W) float32 → (D, *size); antialiased when shrinking so small slices keep small lesions."""
     if size is None or tuple(arr.shape[-2:]) == tuple(size):
         return arr
@@ -96,7 +96,7 @@ def load_stack(row: Mapping[str, Any], root: str | Path, size: tuple[int, int] |
         pixels = pixels[None]
     if pixels.ndim != 3 or pixels.shape[0] == 0:
         raise DataError(f"{path}: expected a (slices, rows, columns) stack, got shape {pixels.shape}")
-    return _resize(np.ascontiguousarray(pixels, dtype=np.float32), size)
+    return resize_stack(np.ascontiguousarray(pixels, dtype=np.float32), size)
 
 
 def load_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
@@ -106,7 +106,7 @@ def load_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: lesion mask does not exist")
     mask = (np.asarray(Image.open(path).convert("L")) > 127).astype(np.float32)
-    return (_resize(mask[None], size)[0] > 0.5).astype(np.float32)
+    return (resize_stack(mask[None], size)[0] > 0.5).astype(np.float32)
 
 
 class StackStore:

@@ -80,7 +80,7 @@ def _pairs_table(tests: pd.DataFrame) -> str:
 
 
 def _bar_png(summ: pd.DataFrame, title: str) -> str:
-    from ..reports.plots import _png, plt
+    from ..reports.plots import figure_png, plt
 
     groups, settings = _groups(summ), _settings(summ)
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
@@ -96,7 +96,7 @@ def _bar_png(summ: pd.DataFrame, title: str) -> str:
            title=title)  # fmt: skip
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=len(settings), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _recipe_lines(recipe: Any) -> list[str]:
@@ -145,7 +145,7 @@ def table1_html(cfg: Any, recipe: Any, res: dict[str, Any]) -> str:
 
 def curve_png(curve: pd.DataFrame, full: float, title: str) -> str:
     """AUC vs annotation budget per setting: mean over seeds with its 95% CI (seeds × test cases) as a band."""
-    from ..reports.plots import _png, plt
+    from ..reports.plots import figure_png, plt
 
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     for s in _settings(curve):
@@ -157,7 +157,7 @@ def curve_png(curve: pd.DataFrame, full: float, title: str) -> str:
     ax.set(xlabel="annotated exams (%)", ylabel="AUC", title=title, xlim=(0, 102))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _delta(r: pd.Series) -> str:

@@ -119,12 +119,12 @@ def detect_images(model: nn.Module, rows: list[dict], load: Loader, batch_size: 
 def native_loader(size: tuple[int, int], root: str | Path = ".") -> Loader:
     """A loader reading each stack at its stored size, then resizing it exactly as training does (the box scale
     comes from the stored size itself, so manifests without ``rows`` / ``columns`` work)."""
-    from ..data.dbt_slices import _resize, load_stack
+    from ..data.dbt_slices import load_stack, resize_stack
 
     def load(row: dict) -> tuple[np.ndarray, tuple[float, float]]:
         native = load_stack(row, root, None)
         rows, cols = native.shape[-2:]
-        return _resize(native, size), (size[1] / cols, size[0] / rows)
+        return resize_stack(native, size), (size[1] / cols, size[0] / rows)
 
     return load
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _png(fig: plt.Figure) -> str:
+def figure_png(fig: plt.Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -29,7 +29,7 @@ def roc_png(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]]
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 − specificity", ylabel="sensitivity", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def froc_png(
@@ -50,4 +50,4 @@ def froc_png(
     ax.set(xlim=(0, right * 1.02), ylim=(0, 1.01), xlabel=xlabel, ylabel="sensitivity", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
