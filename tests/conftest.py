@@ -17,3 +17,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def _pseudonym_key_dir(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("pseudonym_key")
+
+
+@pytest.fixture(autouse=True)
+def pseudonym_key_outside_home(_pseudonym_key_dir, monkeypatch: pytest.MonkeyPatch):
+    """Point the default pseudonym key (`breastssl ingest` creates it on first use) at a test folder.
+
+    Without this, every test that ingests a DICOM folder would create ~/.config/breastssl/pseudonym.key.
+    """
+    monkeypatch.setenv("BREASTSSL_PSEUDONYM_KEY", str(_pseudonym_key_dir / "pseudonym.key"))

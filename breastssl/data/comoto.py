@@ -90,21 +90,13 @@ def _lesions_path(manifest: Path, lesions: str | Path | None, key: str) -> Path:
     )
 
 
-def _check_lesions(les: pd.DataFrame, path: Path, modality: str, known: set[str], manifest: Path) -> pd.DataFrame:
+def _check_lesions(les: pd.DataFrame, path: Path, modality: str, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The schema's lesion checks on the columns a detector needs (boxes; the key slice of DBT lesions)."""
+    from .schema import validate_lesions
+
     need = ["image_id", "x", "y", "w", "h"] + (["slice"] if modality == "DBT" else [])
-    missing = [c for c in need if c not in les.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; has {list(les.columns)}")
-    values = les[need[1:]].apply(pd.to_numeric, errors="coerce")
-    bad = values.isna().any(axis=1) | (values[["w", "h"]] <= 0).any(axis=1)
-    if bad.any():
-        rows = [str(i + 2) for i in bad.to_numpy().nonzero()[0][:5]]
-        raise DataError(f"{path}: x, y, slice must be numbers and w, h positive; bad at line(s) {', '.join(rows)}")
-    les = les.astype({"image_id": str})
-    unknown = sorted(set(les["image_id"]) - known)
-    if unknown:
-        raise DataError(f"{path}: lesions name images not in {manifest}: {unknown[:5]} ({len(unknown)} in all)")
-    return les
+    # no root: a detector reads no masks, so their files are not opened
+    return validate_lesions(les, manifest, str(path), required=need).astype({"image_id": str})
 
 
 def read_boxed_source(
@@ -122,7 +114,7 @@ def read_boxed_source(
     path = Path(manifest)
     man = validate_manifest(read_table(path), path.parent, str(path))
     man = man.astype({"image_id": str, "patient_id": str, "exam_id": str})
-    known = set(man["image_id"])
+    every = man  # lesions are checked against every row (a mixed manifest's other modality included)
     mine = man["modality"].astype(str) == modality
     if not mine.any():
         found = sorted(set(man["modality"].astype(str)))
@@ -140,7 +132,7 @@ def read_boxed_source(
         ids = list(man.loc[bad, "image_id"])[:5]
         raise DataError(f"{path}: columns rows and columns must be positive integers; bad for {ids}")
     les_path = _lesions_path(path, lesions, key)
-    les = _check_lesions(read_table(les_path), les_path, modality, known, path)
+    les = _check_lesions(read_table(les_path), les_path, modality, every)
     return man, les[les["image_id"].isin(set(man["image_id"]))].reset_index(drop=True), path.parent
 
 

@@ -96,16 +96,21 @@ def load_stack(row: Mapping[str, Any], root: str | Path, size: tuple[int, int] |
         pixels = pixels[None]
     if pixels.ndim != 3 or pixels.shape[0] == 0:
         raise DataError(f"{path}: expected a (slices, rows, columns) stack, got shape {pixels.shape}")
+    try:
+        n_slices = int(row.get("n_slices") or 0)
+    except (TypeError, ValueError):
+        n_slices = 0
+    if pixels.shape[0] < n_slices:  # slices past the end would be indexed by training (an IndexError otherwise)
+        raise DataError(f"{path}: the stack has {pixels.shape[0]} slices, the manifest says n_slices={n_slices}")
     return resize_stack(np.ascontiguousarray(pixels, dtype=np.float32), size)
 
 
 def load_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
-    """A binary PNG mask as float32 (H, W) in {0, 1}, resized to ``size``."""
-    from PIL import Image
+    """A binary mask file (PNG, TIFF, DICOM, ...: ``data.masks.read_mask``) as float32 (H, W) in {0, 1}, resized to
+    ``size``."""
+    from .masks import read_mask
 
-    if not path.is_file():
-        raise DataError(f"{path}: lesion mask does not exist")
-    mask = (np.asarray(Image.open(path).convert("L")) > 127).astype(np.float32)
+    mask = read_mask(path).astype(np.float32)
     return (resize_stack(mask[None], size)[0] > 0.5).astype(np.float32)
 
 

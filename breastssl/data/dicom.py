@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import dicom_lut as lut
-from .dicom_meta import frame_info, header_meta
+from .dicom_meta import frame_info, header_meta, us_spacing
 from .dicom_pixels import decode_pixels, read_dataset
 from .orientation import resolve_laterality, resolve_view
 
@@ -115,14 +115,6 @@ def _colour(raw: np.ndarray, ds: Any, meta: dict[str, Any], path: Path) -> np.nd
     return rgb / float(2**bits - 1)
 
 
-def _us_spacing(ds: Any) -> list[float] | None:
-    """Pixel spacing in mm (row, column) from the first ultrasound region (PhysicalDelta in cm)."""
-    regions = ds.get("SequenceOfUltrasoundRegions")
-    if not regions or "PhysicalDeltaX" not in regions[0] or int(regions[0].get("PhysicalUnitsXDirection", 3)) != 3:
-        return None
-    return [float(regions[0].PhysicalDeltaY) * 10.0, float(regions[0].PhysicalDeltaX) * 10.0]
-
-
 def _decode(path: Path, voi: bool) -> tuple[np.ndarray, dict[str, Any], Any]:
     """Read one file; (F, H, W) or (F, H, W, 3) float32 pixels, meta, dataset."""
     ds = read_dataset(path)
@@ -137,7 +129,7 @@ def _decode(path: Path, voi: bool) -> tuple[np.ndarray, dict[str, Any], Any]:
     else:
         pixels = _grey(raw, ds, meta, voi, path)
     if meta.get("spacing") is None:
-        meta["spacing"] = _us_spacing(ds)
+        meta["spacing"] = us_spacing(ds)
     if not np.all(np.isfinite(pixels)):
         raise DataError(f"{path}: pixel values are not finite after the Modality/VOI LUT")
     return pixels, meta, ds

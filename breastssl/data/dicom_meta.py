@@ -6,6 +6,7 @@ institution, accession number) never leave this module, so reader outputs carry 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -51,6 +52,54 @@ VIEW_WORDS: list[tuple[str, str]] = [
     ("lateromedial", "LM"),
 ]
 VIEW_NAMES = {"CC", "MLO", "ML", "LM", "XCCL", "XCCM", "SIO", "FB", "AT"}
+
+
+def int_attr(ds: Dataset, keyword: str, default: int) -> int:
+    """An integer attribute (IS/US/UL...), ``default`` if absent or empty.
+
+    pydicom only warns about an IS value such as "1A" and keeps the string, so the conversion happens
+    here; a value that is not an integer raises a ValueError naming the attribute (a DataError upstream).
+    """
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        pass
+    try:  # "12.0" and similar: an IS written as a decimal is still an integer
+        number = float(str(value))
+    except (TypeError, ValueError):
+        number = float("nan")
+    if number.is_integer():
+        return int(number)
+    raise ValueError(f"{keyword} is not an integer: {value!r}")
+
+
+def optional_int(ds: Dataset, keyword: str, default: int) -> int:
+    """An integer attribute the images do not depend on (InstanceNumber): ``default`` when malformed."""
+    try:
+        return int_attr(ds, keyword, default)
+    except ValueError:
+        return default
+
+
+def optional_floats(value: Any, n: int | None = None) -> list[float] | None:
+    """A multi-valued decimal attribute as floats, or None when absent, malformed, non-finite or of the wrong length.
+
+    Used for geometry that only orders slices (ImagePositionPatient, ImageOrientationPatient): a damaged
+    value such as ``0\\0&0`` falls back to the ordering by InstanceNumber instead of failing the file.
+    """
+    if value is None or value == "":
+        return None
+    items = list(value) if not isinstance(value, (str, bytes, int, float)) and hasattr(value, "__len__") else [value]
+    try:
+        out = [float(v) for v in items]
+    except (TypeError, ValueError):
+        return None
+    if not out or (n is not None and len(out) != n) or not all(math.isfinite(v) for v in out):
+        return None
+    return out
 
 
 def first_item(ds: Dataset, keyword: str) -> Dataset | None:
@@ -134,7 +183,7 @@ def frame_info(ds: Dataset, n_frames: int) -> list[dict[str, Any]]:
         pp = _lookup(groups, "PlanePositionSequence") or ds
         fc = _lookup(groups, "FrameContentSequence")
         spacing = pm.get("PixelSpacing") or ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-        pos = pp.get("ImagePositionPatient")
+        pos = optional_floats(pp.get("ImagePositionPatient"), 3)
         out.append(
             {
                 "windows": _windows(voi) or _windows(ds),
@@ -143,7 +192,7 @@ def frame_info(ds: Dataset, n_frames: int) -> list[dict[str, Any]]:
                 "intercept": float(pvt.get("RescaleIntercept", 0.0) or 0.0),
                 "spacing": [float(s) for s in spacing] if spacing else None,
                 "slice_thickness": float(pm.get("SliceThickness") or ds.get("SliceThickness") or 0.0) or None,
-                "position": [float(p) for p in pos] if pos else None,
+                "position": pos,
                 "stack_position": int(fc.InStackPositionNumber)
                 if fc is not None and "InStackPositionNumber" in fc
                 else None,
@@ -153,16 +202,37 @@ def frame_info(ds: Dataset, n_frames: int) -> list[dict[str, Any]]:
 
 
 def us_region(ds: Dataset) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of the first ultrasound region (the B-mode field), or None."""
+    """(x0, y0, x1, y1) of the first ultrasound region (the B-mode field), or None.
+
+    The region only narrows the crop, so an incomplete or malformed item (no RegionLocationMaxY1, a
+    non-integer) gives None (the whole image) rather than failing the file.
+    """
     item = first_item(ds, "SequenceOfUltrasoundRegions")
-    if item is None or "RegionLocationMinX0" not in item:
+    keys = ("RegionLocationMinX0", "RegionLocationMinY0", "RegionLocationMaxX1", "RegionLocationMaxY1")
+    if item is None or any(k not in item for k in keys):
         return None
-    return (
-        int(item.RegionLocationMinX0),
-        int(item.RegionLocationMinY0),
-        int(item.RegionLocationMaxX1),
-        int(item.RegionLocationMaxY1),
-    )
+    try:
+        x0, y0, x1, y1 = (int(item.get(k)) for k in keys)
+    except (TypeError, ValueError):
+        return None
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def us_spacing(ds: Dataset) -> list[float] | None:
+    """Pixel spacing in mm (row, column) from the first ultrasound region (PhysicalDelta in cm), or None.
+
+    Spacing of ultrasound is informative only (many archives have none), so a region without both deltas,
+    with units other than cm or with a malformed or non-positive delta gives None.
+    """
+    item = first_item(ds, "SequenceOfUltrasoundRegions")
+    if item is None or "PhysicalDeltaX" not in item or "PhysicalDeltaY" not in item:
+        return None
+    if optional_int(item, "PhysicalUnitsXDirection", 3) != 3:
+        return None
+    deltas = optional_floats([item.get("PhysicalDeltaY"), item.get("PhysicalDeltaX")], 2)
+    if deltas is None or min(deltas) <= 0:
+        return None
+    return [deltas[0] * 10.0, deltas[1] * 10.0]
 
 
 def modality_of(ds: Dataset, n_frames: int) -> str:
@@ -180,8 +250,12 @@ def modality_of(ds: Dataset, n_frames: int) -> str:
 
 
 def header_meta(ds: Dataset) -> dict[str, Any]:
-    """Technical metadata of a dataset (no pixel decoding, no patient identifiers)."""
-    n_frames = int(ds.get("NumberOfFrames") or 1)
+    """Technical metadata of a dataset (no pixel decoding, no patient identifiers).
+
+    Attributes the pixels depend on (Rows, Columns, NumberOfFrames, bits...) raise a ValueError naming the
+    attribute when malformed; optional ones (InstanceNumber, positions, the US region) fall back.
+    """
+    n_frames = int_attr(ds, "NumberOfFrames", 1) or 1
     sop = str(ds.get("SOPClassUID", ""))
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     po = ds.get("PatientOrientation")
@@ -194,25 +268,23 @@ def header_meta(ds: Dataset) -> dict[str, Any]:
         "study_uid": str(ds.get("StudyInstanceUID", "")),
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
         "sop_uid": str(ds.get("SOPInstanceUID", "")),
-        "instance_number": int(ds.get("InstanceNumber") or 0),
+        "instance_number": optional_int(ds, "InstanceNumber", 0),
         "manufacturer": str(ds.get("Manufacturer", "")),
         "model": str(ds.get("ManufacturerModelName", "")),
         "presentation_intent": _text(ds.get("PresentationIntentType")),
         "image_type": [str(v) for v in (ds.get("ImageType") or [])],
-        "rows": int(ds.get("Rows") or 0),
-        "columns": int(ds.get("Columns") or 0),
+        "rows": int_attr(ds, "Rows", 0),
+        "columns": int_attr(ds, "Columns", 0),
         "n_frames": n_frames,
-        "samples_per_pixel": int(ds.get("SamplesPerPixel") or 1),
+        "samples_per_pixel": int_attr(ds, "SamplesPerPixel", 1) or 1,
         "photometric": _text(ds.get("PhotometricInterpretation")),
-        "bits_allocated": int(ds.get("BitsAllocated") or 0),
-        "bits_stored": int(ds.get("BitsStored") or ds.get("BitsAllocated") or 0),
-        "pixel_representation": int(ds.get("PixelRepresentation") or 0),
+        "bits_allocated": int_attr(ds, "BitsAllocated", 0),
+        "bits_stored": int_attr(ds, "BitsStored", 0) or int_attr(ds, "BitsAllocated", 0),
+        "pixel_representation": int_attr(ds, "PixelRepresentation", 0),
         "laterality_tag": laterality_from_tags(ds),
         "view_tag": view_from_tags(ds),
         "patient_orientation": [str(v) for v in po] if po else None,
-        "image_position": [float(p) for p in ds.ImagePositionPatient] if "ImagePositionPatient" in ds else None,
-        "image_orientation": [float(p) for p in ds.ImageOrientationPatient]
-        if "ImageOrientationPatient" in ds
-        else None,
+        "image_position": optional_floats(ds.get("ImagePositionPatient"), 3),
+        "image_orientation": optional_floats(ds.get("ImageOrientationPatient"), 6),
         "us_region": us_region(ds) if "SequenceOfUltrasoundRegions" in ds else None,
     }

@@ -40,11 +40,11 @@ class PairArrays:
 
 
 def _lesion_mask(root: Path, rows: pd.DataFrame, geo: object, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+    from .masks import read_mask
 
     out = np.zeros(shape, dtype=np.uint8)
     for path in rows["mask_path"]:
-        mask = np.asarray(Image.open(root / str(path))) > 0
+        mask = read_mask(root / str(path))
         out |= geo.mask(mask.astype(np.uint8)).astype(np.uint8)  # type: ignore[attr-defined]
     return out
 

@@ -1,12 +1,20 @@
-"""The training section of a run config: optimiser, schedule, precision, intervals, output."""
+"""The training section of a run config: optimiser, schedule, precision, intervals, output.
+
+Floats are finite (``Section``); counts are positive and bounded, so a typo such as ``steps: 1e20`` or ``seed: -1``
+is a config error naming the key instead of an overflow or a generator error once training has started.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt
 
-from ..config import Section
+from ..config import Section, Seed
+
+MAX_STEPS = 10**9  # far beyond any run; a bigger value is a typo (and overflows schedules and progress bars)
+MAX_BATCH = 1 << 16
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]  # Adam's running-average factors: 1 or more would never forget
 
 
 class OptimConfig(Section):
@@ -17,9 +25,9 @@ class OptimConfig(Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     nesterov: bool = Field(False, description="SGD only")
     weight_decay: float = Field(1e-4, ge=0.0)
-    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW only")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam/AdamW only; each in [0, 1)")
     eps: float = Field(1e-8, gt=0.0, description="Adam/AdamW only")
-    lr_mult: dict[str, float] = Field(
+    lr_mult: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=dict, description="learning-rate multiplier per parameter group, e.g. {cls_head: 10}"
     )
 
@@ -38,8 +46,10 @@ class ScheduleConfig(Section):
 class TrainConfig(Section):
     """Everything the training loop needs; the model and strategy have their own sections."""
 
-    steps: PositiveInt = Field(1000, description="optimiser steps in total (the schedule's length)")
-    batch_size: PositiveInt = Field(16, description="global batch: split evenly over the distributed ranks")
+    steps: PositiveInt = Field(1000, le=MAX_STEPS, description="optimiser steps in total (the schedule's length)")
+    batch_size: PositiveInt = Field(
+        16, le=MAX_BATCH, description="global batch: split evenly over the distributed ranks"
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="fp16 needs CUDA (it uses a GradScaler)")
@@ -49,7 +59,7 @@ class TrainConfig(Section):
     compile: bool = Field(False, description="torch.compile the student for the run (compiles on the first steps)")
     clip_grad_norm: float | None = Field(None, gt=0.0, description="max global gradient norm; None = no clipping")
     ema_decay: float | None = Field(None, ge=0.0, le=1.0, description="keep an EMA of the model; None = none")
-    seed: int = 0
+    seed: Seed = Field(0, description="seed of weights, sampling and augmentation, 0 to 2**32 - 1")
     deterministic: bool = Field(False, description="deterministic kernels (slower); needed for bit-exact resume")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)

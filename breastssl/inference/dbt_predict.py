@@ -110,20 +110,35 @@ def _from_manifest(path: Path) -> pd.DataFrame:
 
 
 def _header(path: Path) -> dict[str, Any] | None:
-    """Header metadata of a DICOM file, None for an object without pixels (SR, presentation state)."""
-    from ..data.dicom_meta import header_meta
+    """Header metadata of a DICOM file, None for an object without pixels (SR, presentation state).
+
+    A malformed header is a DataError naming the file, unless its Modality / SOP class already say it
+    cannot be a DBT stack (an RT dose, an ultrasound clip): then only those are returned, and it is ignored.
+    """
+    from ..data.dicom_check import checked_header
+    from ..data.dicom_meta import modality_of
     from ..data.dicom_pixels import read_dataset
 
     ds = read_dataset(path, stop_before_pixels=True)
-    return header_meta(ds) if "Rows" in ds else None
+    if "Rows" not in ds:
+        return None
+    try:
+        return checked_header(ds, path)
+    except DataError:
+        if modality_of(ds, 2) == "DBT":  # a mammography object that may be multi-frame: it may be a stack
+            raise
+        return {"modality": modality_of(ds, 1)}
 
 
 def _from_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
     """DBT stacks of a DICOM folder tree, and the images there that are not DBT (ignored, listed)."""
     from ..data.datasets import ingest
+    from ..data.pseudonyms import ephemeral_key
     from ..data.schema import resolve_path
 
-    result = ingest("folder", root, skip_bad=True)  # an empty folder is a DataError here
+    # patient and site pseudonyms are not part of predict's outputs: a throwaway key, so predict never reads
+    # or creates the user's pseudonym key (image and exam IDs are unkeyed hashes of UIDs, as in ingest)
+    result = ingest("folder", root, skip_bad=True, key=ephemeral_key())  # an empty folder is a DataError here
     # the adapter skips what it cannot turn into a row; in a study folder that is fine for objects that are
     # not DBT (reports, 2-D views without laterality...), never for a damaged file that may be a DBT stack
     others: list[str] = []
@@ -146,8 +161,9 @@ def _from_dicom_file(path: Path) -> pd.DataFrame:
     # the folder adapter's own row builder: a file given alone gets the IDs it gets inside its folder
     from ..data.datasets.folder import _header as folder_header
     from ..data.datasets.folder import _row
+    from ..data.pseudonyms import ephemeral_key
 
-    meta = folder_header(path)
+    meta = folder_header(path, ephemeral_key())
     if meta["modality"] != "DBT":
         raise DataError(
             f"{path}: not a DBT stack ({meta['modality']}, {meta['n_frames']} frame(s), {meta['sop_class_name']}); "

@@ -19,10 +19,12 @@ class ModelConfig(Section):
     name: str = "classifier_segmenter"
     backbone: str | None = Field(None, description="timm backbone name; None = the model's default (resnet34)")
     pretrained: bool = Field(False, description="load ImageNet weights through timm (downloads once)")
-    in_chans: int = Field(1, ge=1)
-    num_classes: int = Field(1, ge=1, description="1 = one binary logit per image")
+    in_chans: int = Field(1, ge=1, le=64)
+    num_classes: int = Field(1, ge=1, le=10_000, description="1 = one binary logit per image")
     seg_decoder: bool = True
-    decoder_width: int = Field(128, ge=8, description="channels of the deepest decoder block; halved per level")
+    decoder_width: int = Field(
+        128, ge=8, le=4096, description="channels of the deepest decoder block; halved per level"
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     channels_last: bool = False
     pool: Literal["avg", "max", "avgmax"] = Field(

@@ -8,10 +8,14 @@ when asked (``resume=False`` in :func:`run_train`'s caller starts afresh by remo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError, UserError
 from .config import RunConfigBase
 from .folder import write_card
 from .recipe import Built
@@ -73,6 +77,52 @@ def dry_run(cfg: RunConfigBase, built: Built) -> dict[str, Any]:
     }
 
 
+def _holds_results(folder: Path) -> bool:
+    """Whether a run folder holds what a failed run must keep: a checkpoint (resumable) or logged metrics."""
+    return any(folder.rglob("*.pt")) or any(p.stat().st_size > 0 for p in folder.rglob("metrics.jsonl"))
+
+
+def check_out_dir(out: Path) -> None:
+    """A :class:`ConfigError` when ``train.out_dir`` (or a folder above it) is a file: found before any work."""
+    try:
+        for folder in (out, *out.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ConfigError(f"train.out_dir {out}: {folder} is a file, not a folder")
+                return
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"train.out_dir {str(out)[:200]}: cannot be used ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def no_partial_output(out: Path, is_main: bool) -> Iterator[None]:
+    """Remove what a run wrote into a fresh ``out`` when it stops on a user error before it has results.
+
+    A bad lesions table, a config error found late (``train.amp=fp16`` on a CPU) or a bad image met by the first
+    batch must leave no ``config.yaml`` or ``train_slices.csv`` behind: a folder that looks like a run but is not
+    one. ``out`` that already held files (a run being resumed, or anything else) is never touched; nor is a fresh
+    one that holds a checkpoint or logged metrics (the run trained: what it wrote is evidence, and resumable).
+    """
+    existed = out.exists()
+    fresh = not existed or (out.is_dir() and not any(out.iterdir()))
+    created = out
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent  # the outermost folder this run creates (out_dir may be several levels new)
+    try:
+        yield
+    except UserError:
+        if fresh and is_main and out.is_dir() and not _holds_results(out):
+            if not existed:
+                shutil.rmtree(created, ignore_errors=True)
+            else:  # out existed, empty: leave it empty, as it was
+                for child in out.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+        raise
+
+
 def run_train(cfg: RunConfigBase, *, dry: bool = False) -> dict[str, Any]:
     """Train the run ``cfg`` describes, evaluate it on the test split, write its run folder; returns the metrics.
 
@@ -84,20 +134,22 @@ def run_train(cfg: RunConfigBase, *, dry: bool = False) -> dict[str, Any]:
     from .recipes import recipe
 
     rec = recipe(cfg.family)
-    ctx = init_distributed(cfg.train.device)
-    built = rec.build(cfg, ctx, dry_run=dry)
-    if dry:
-        return dry_run(cfg, built)
     out = Path(cfg.train.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if hasattr(rec, "fit"):  # a method that stops early (ultrasound) drives the one loop itself, in chunks
-        result = rec.fit(cfg, built, ctx)
-    else:
-        result = fit(built.model, built.strategy, built.dataset, cfg.train, batch_sampler=built.batch_sampler,
-                     collate_fn=built.collate_fn, run_config=cfg, dist_ctx=ctx)  # fmt: skip
-    built.state["fit"] = result
-    rec.finish(cfg, built, ctx)
-    metrics = rec.evaluate(cfg, built, ctx)
+    check_out_dir(out)
+    ctx = init_distributed(cfg.train.device)
+    if dry:
+        return dry_run(cfg, rec.build(cfg, ctx, dry_run=True))
+    with no_partial_output(out, ctx.is_main):
+        built = rec.build(cfg, ctx, dry_run=False)
+        out.mkdir(parents=True, exist_ok=True)
+        if hasattr(rec, "fit"):  # a method that stops early (ultrasound) drives the one loop itself, in chunks
+            result = rec.fit(cfg, built, ctx)
+        else:
+            result = fit(built.model, built.strategy, built.dataset, cfg.train, batch_sampler=built.batch_sampler,
+                         collate_fn=built.collate_fn, run_config=cfg, dist_ctx=ctx)  # fmt: skip
+        built.state["fit"] = result
+        rec.finish(cfg, built, ctx)
+        metrics = rec.evaluate(cfg, built, ctx)
     summary = {
         "strategy": cfg.strategy.name,  # type: ignore[attr-defined]
         "family": cfg.family,

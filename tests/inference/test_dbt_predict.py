@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from breastssl.cli import main
@@ -200,6 +202,13 @@ def bad_case(case: str, run_dir: Path, dbt: Path, tmp: Path) -> tuple[list[str],
         data = (dbt / pd.read_csv(good)["path"].iloc[0]).read_bytes()
         (tmp / "bad" / "x.dcm").write_bytes(data[: len(data) // 2])  # truncated pixel data
         return ["--run", str(run_dir), str(tmp / "bad")], "x.dcm"
+    if case == "malformed header in a folder":  # a mammogram with NumberOfFrames "1A" beside a good stack
+        (tmp / "malformed").mkdir()
+        shutil.copy(dbt / pd.read_csv(good)["path"].iloc[0], tmp / "malformed" / "s.dcm")
+        ds = pydicom.dcmread(mammogram(tmp / "malformed" / "mg.dcm"))
+        ds._dict[Tag("NumberOfFrames")] = RawDataElement(Tag("NumberOfFrames"), "IS", 2, b"1A", 0, False, True)
+        ds.save_as(tmp / "malformed" / "mg.dcm")
+        return ["--run", str(run_dir), str(tmp / "malformed")], "mg.dcm: malformed header attribute"
     if case == "both --model and --run":
         return ["--run", str(run_dir), "--model", good, good], "give either --run"
     return ["--run", str(run_dir), "--modality", "us", good], "--modality 'us' does not apply"
@@ -208,7 +217,8 @@ def bad_case(case: str, run_dir: Path, dbt: Path, tmp: Path) -> tuple[list[str],
 @pytest.mark.parametrize(
     "case",
     ["run without config", "run without checkpoint", "empty folder", "manifest without n_slices", "mammogram file",
-     "folder of mammograms", "damaged DBT file", "both --model and --run", "us with --run"],
+     "folder of mammograms", "damaged DBT file", "malformed header in a folder", "both --model and --run",
+     "us with --run"],
 )  # fmt: skip
 def test_bad_inputs_exit_2_and_leave_no_output(case, run_dir, dbt, tmp_path, capsys):
     args, message = bad_case(case, run_dir, dbt, tmp_path)

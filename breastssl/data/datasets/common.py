@@ -13,8 +13,16 @@ from ...errors import DataError
 from ..schema import LESION_COLUMNS, MANIFEST_COLUMNS
 
 
+class NoUsableImagesError(DataError):
+    """An ingest that found inputs but could not turn any of them into a manifest row."""
+
+
 def pseudonym(value: Any, prefix: str) -> str:
-    """A stable pseudonymous ID (``prefix-`` + 12 hex digits of SHA-256) for a DICOM identifier or UID."""
+    """A stable pseudonymous ID (``prefix-`` + 12 hex digits of SHA-256) for a UID or a public dataset's ID.
+
+    Unkeyed, so only for values that cannot be enumerated (DICOM UIDs); identifiers a person could guess
+    (PatientID, InstitutionName) take the keyed :meth:`breastssl.data.pseudonyms.PseudonymKey.pseudonym`.
+    """
     return f"{prefix}-{hashlib.sha256(str(value).encode()).hexdigest()[:12]}"
 
 

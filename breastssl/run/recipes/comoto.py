@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import Field
 from torch import nn
 
-from ...config import Section
+from ...config import ImageSize, Section
 from ...errors import ConfigError, DataError, UserError
 from ...models.comoto import DetectorConfig, detector_kwargs
 from ...strategies.comoto_common import ComotoConfig
@@ -55,7 +55,7 @@ class DataConfig(Section):
 
     dbt: SourceConfig = Field(default_factory=lambda: SourceConfig(manifest="data/comoto/dbt/manifest.csv"))
     mammo: SourceConfig = Field(default_factory=lambda: SourceConfig(manifest="data/comoto/mammo/manifest.csv"))
-    image_size: tuple[int, int] = Field((128, 96), description="(H, W) every DBT slice and mammogram is resized to")
+    image_size: ImageSize = Field((128, 96), description="(H, W) every DBT slice and mammogram is resized to")
     neg_stride: int = Field(4, ge=1, description="every neg_stride-th slice of normal DBT stacks is a negative")
     halfwidth: int = Field(1, ge=0, description="DBT positives: each lesion's key slice ± halfwidth")
     balance: bool = Field(True, description="repeat positive DBT slices so that about half hold boxes")

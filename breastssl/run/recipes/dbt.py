@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import Field
 from torch import nn
 
-from ...config import Section
+from ...config import ImageSize, Section
 from ...data.transforms import AugmentConfig
 from ...errors import ConfigError, DataError
 from ...models.config import ModelConfig, build_model
@@ -35,7 +35,7 @@ class DataConfig(Section):
 
     manifest: str = Field("data/manifest.csv", description="manifest CSV/Parquet; paths relative to its folder")
     lesions: str | None = Field(None, description="lesions table; None = lesions.csv next to the manifest")
-    image_size: tuple[int, int] = Field((896, 640), description="(height, width) slices are resized to")
+    image_size: ImageSize = Field((896, 640), description="(height, width) slices are resized to")
     neg_stride: int = Field(2, ge=1, description="stride of slices taken from cancer-negative stacks (paper: 2)")
     pos_halfwidth: int = Field(1, ge=0, description="annotated positives: key slice ± this (paper: 1)")
     train_split: str = "train"
@@ -83,15 +83,17 @@ def load_teacher(path: str | Path, device: Any = "cpu") -> nn.Module:
 
 
 def read_data(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, Path]:
-    """(manifest, lesions or None, data root) of a DBT run, validated."""
-    from ...data.schema import read_table, validate_manifest
+    """(manifest, lesions or None, data root) of a DBT run, validated (a named ``data.lesions`` must exist)."""
+    from ...data.schema import read_table, validate_lesions, validate_manifest
 
     manifest_path = Path(cfg.data.manifest)
     root = manifest_path.parent
     manifest = validate_manifest(read_table(manifest_path), root, str(manifest_path))
     lesions_path = Path(cfg.data.lesions) if cfg.data.lesions else root / "lesions.csv"
-    lesions = read_table(lesions_path) if lesions_path.is_file() else None
-    if lesions is not None:
+    lesions = None
+    if cfg.data.lesions or lesions_path.is_file():
+        # key slices within their stacks, boxes and masks checked before anything is built or written
+        lesions = validate_lesions(read_table(lesions_path), manifest, str(lesions_path), root)
         lesions["image_id"] = lesions["image_id"].astype(str)
     return manifest, lesions, root
 

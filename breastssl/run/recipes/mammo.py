@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from ...config import Section
+from ...config import ImageSize, Section
 from ...errors import ConfigError
 from ...strategies.self_training import SelfTrainingConfig
 from ...strategies.self_training_lesions import FROC_GRID
@@ -55,7 +55,7 @@ class DataConfig(Section):
         None, description="report soft labels per exam × side, as `breastssl label-reports` writes them (exam_id, "
         "laterality, soft_label); needed when weak images are used",
     )  # fmt: skip
-    image_size: tuple[int, int] = Field((96, 64), description="(height, width) every image is resized to")
+    image_size: ImageSize = Field((96, 64), description="(height, width) every image is resized to")
     train_split: str = "train"
     test_split: str = "test"
     full_annotation: str = Field("full", description="annotation value of images with lesion masks; the other "

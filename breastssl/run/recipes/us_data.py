@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ...config import Section
+from ...config import Section, Seed
 from ...errors import DataError
 
 CLASSES = ("benign", "malignant")
@@ -38,7 +38,7 @@ class DataConfig(Section):
         0.125, gt=0, lt=1, description="no val rows: this share of the training patients becomes val (0.125: the "
         "experiment's 70/10 of the 80% that is not test)",
     )  # fmt: skip
-    split_seed: int = Field(0, description="seed of the basic_fraction draw and of the val patients")
+    split_seed: Seed = Field(0, description="seed of the basic_fraction draw and of the val patients")
 
 
 def _sets(man: pd.DataFrame, d: DataConfig, source: str) -> tuple[pd.Series, dict[str, Any]]:
@@ -77,6 +77,7 @@ def read_data(d: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path, dict[str
     if not les_path.is_file():
         raise DataError(f"{les_path}: lesions file does not exist; the basic set's nodule boxes (x, y, w, h) and "
                         "classes (lesion_class) come from it (data.lesions names another file)")  # fmt: skip
+    # no root: the method reads boxes, not masks, so mask files are not opened (a copied table may not have them)
     les = validate_lesions(read_table(les_path), man, str(les_path)).astype({"image_id": str})
     sets, notes = _sets(man, d, src)
     man = man.assign(set=sets)[sets != ""].reset_index(drop=True)

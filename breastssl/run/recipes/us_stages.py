@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ...config import Section
+from ...config import Section, Side
 from ...engine import TrainConfig
 
 
@@ -35,19 +35,19 @@ class USDetectorConfig(Section):
 
     backbone: str = Field("tiny", description="tiny | mobilenet_v3 | vgg16 (paper) | resnet50_fpn")
     pretrained: bool = False
-    min_size: int = 128
-    max_size: int = 256
+    min_size: Side = 128
+    max_size: Side = 256
     steps: int = Field(500, ge=1)
     freeze_steps: int = Field(50, ge=0, description="paper: 5000 of 70000")
-    batch_size: int = 4
-    lr: float = 0.01
+    batch_size: int = Field(4, ge=1, le=1 << 16)
+    lr: float = Field(0.01, gt=0)
 
 
 class USCropConfig(Section):
     """Stage 2's inputs: crops around the detector's top box, and their augmentation."""
 
-    crop_size: int = 32
-    margin: float = 0.15
+    crop_size: Side = 32
+    margin: float = Field(0.15, ge=0)
     min_score: float = Field(0.3, ge=0, le=1, description="extended-set crops need this detector score")
     flip: bool = Field(True, description="augmentation: random left-right flip")
     translate: int = Field(2, ge=0, description="augmentation: random shift, pixels per axis (mean-teacher ref.: 2)")
