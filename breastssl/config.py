@@ -368,7 +368,7 @@ def build_config(cls: type[T], data: Mapping[str, Any], source: str = "config") 
     return cfg
 
 
-def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
+def model_defaults(cls: type[BaseModel]) -> dict[str, Any]:
     """The model's default values as plain data ({} if some field has no default)."""
     try:
         return cls().model_dump(mode="python")
@@ -380,7 +380,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
     """Load ``cls`` from an optional YAML file plus ``key.path=value`` overrides."""
     overrides = list(overrides)
     data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, overrides, _defaults(cls))
+    data = apply_overrides(data, overrides, model_defaults(cls))
     source = str(path) if path is not None else "defaults"
     if overrides:
         source += " + --set " + " ".join(overrides)

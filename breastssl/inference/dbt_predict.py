@@ -159,8 +159,8 @@ def _from_folder(root: Path) -> tuple[pd.DataFrame, list[str]]:
 
 def _from_dicom_file(path: Path) -> pd.DataFrame:
     # the folder adapter's own row builder: a file given alone gets the IDs it gets inside its folder
-    from ..data.datasets.folder import _header as folder_header
-    from ..data.datasets.folder import _row
+    from ..data.datasets.folder import file_header as folder_header
+    from ..data.datasets.folder import manifest_row
     from ..data.pseudonyms import ephemeral_key
 
     meta = folder_header(path, ephemeral_key())
@@ -169,7 +169,8 @@ def _from_dicom_file(path: Path) -> pd.DataFrame:
             f"{path}: not a DBT stack ({meta['modality']}, {meta['n_frames']} frame(s), {meta['sop_class_name']}); "
             "give Breast Tomosynthesis or multi-frame mammography DICOM"
         )
-    row = {k: v for k, v in _row(meta, path.parent, meta["n_frames"], path, series=False).items() if k[0] != "_"}
+    full = manifest_row(meta, path.parent, meta["n_frames"], path, series=False)
+    row = {k: v for k, v in full.items() if k[0] != "_"}
     return pd.DataFrame([{**row, "path": str(path.resolve())}])
 
 

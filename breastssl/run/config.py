@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..config import Section, _defaults, apply_overrides, build_config, read_yaml
+from ..config import Section, apply_overrides, build_config, model_defaults, read_yaml
 from ..engine.config import TrainConfig
 from ..errors import ConfigError
 
@@ -60,7 +60,7 @@ def load_run_config(path: str | Path | None = None, overrides: Iterable[str] = (
         source += " + --set " + " ".join(overrides)
     data = apply_overrides(data, [o for o in overrides if o.split("=", 1)[0].strip() == "strategy.name"])
     cls = config_class(strategy_name(data, source))
-    data = apply_overrides(data, overrides, _defaults(cls))
+    data = apply_overrides(data, overrides, model_defaults(cls))
     if "name" not in (data.get("strategy") or {}):  # the default strategy, spelled out in config.yaml
         data["strategy"] = {**(data.get("strategy") or {}), "name": DEFAULT_STRATEGY}
     return build_config(cls, data, source)

@@ -93,3 +93,27 @@ def test_named_directions(low, high):
     for module, path in modules():
         if module.split(".")[0] == low:
             assert not [t for t, _ in imports_of(module, path) if t.split(".")[0] == high], f"{module} imports {high}"
+
+
+def test_no_private_name_is_imported_across_packages():
+    """DESIGN §2: a module may use another package's public names only (``_name`` stays inside its package)."""
+    bad = []
+    for module, path in modules():
+        own = module.split(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("breastssl")):
+                continue
+            target = imports_of_node(module, path, node)
+            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if private and target.split(".")[0] != own:
+                bad.append(f"breastssl/{path.relative_to(PACKAGE)}:{node.lineno} imports {private} from {target}")
+    assert not bad, "private names imported across packages:\n" + "\n".join(bad)
+
+
+def imports_of_node(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The module an ``ImportFrom`` node names, relative to the package."""
+    if not node.level:
+        return resolve((node.module or "").removeprefix("breastssl."))
+    package = module.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+    return resolve(".".join([*base, *(node.module.split(".") if node.module else [])]))

@@ -43,7 +43,7 @@ JOIN_KEYS = ["path", "sop_instance_uid", "study_instance_uid", "patient_id"]
 BREAST_MODALITIES = {"MG", "DBT", "US"}
 
 
-def _header(path: Path, key: PseudonymKey, verify_pixels: bool = False) -> dict[str, Any]:
+def file_header(path: Path, key: PseudonymKey, verify_pixels: bool = False) -> dict[str, Any]:
     """Header metadata of a file the reader accepts, with its keyed patient and site pseudonyms."""
     ds, meta = check_file(path, verify_pixels)
     # PatientID and InstitutionName can be guessed and enumerated: keyed; the study UID stands in for a
@@ -65,7 +65,7 @@ def _is_legacy_stack(metas: list[dict[str, Any]]) -> bool:
     return tomo or len(positions) == len(metas)
 
 
-def _row(m: dict[str, Any], root: Path, n_slices: int, path: Path, series: bool) -> dict[str, Any]:
+def manifest_row(m: dict[str, Any], root: Path, n_slices: int, path: Path, series: bool) -> dict[str, Any]:
     modality = "DBT" if series else m["modality"]
     if modality not in BREAST_MODALITIES:
         raise DataError(
@@ -160,20 +160,20 @@ def ingest(
         raise DataError(f"{root}: no DICOM files found (looked for *.dcm, *.dicom and files with the DICM magic)")
     for f in files:
         try:
-            m = _header(f, key, verify_pixels)
+            m = file_header(f, key, verify_pixels)
             series[m["series_uid"] or str(f)].append(m)
         except DataError as exc:
             skip.bad(f, exc)
     for metas in series.values():
         if _is_legacy_stack(metas):
             try:
-                out.manifest.append(_row(metas[0], root, len(metas), metas[0]["file"].parent, series=True))
+                out.manifest.append(manifest_row(metas[0], root, len(metas), metas[0]["file"].parent, series=True))
             except DataError as exc:
                 skip.bad(metas[0]["file"].parent, exc)
             continue
         for m in metas:
             try:
-                out.manifest.append(_row(m, root, m["n_frames"], m["file"], series=False))
+                out.manifest.append(manifest_row(m, root, m["n_frames"], m["file"], series=False))
             except DataError as exc:
                 skip.bad(m["file"], exc)
     if labels is not None:
