@@ -19,6 +19,7 @@ import io
 import random
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -28,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+# the checkout this script lives in, not whichever copy of breastssl happens to be installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 JUNK = ["", "1A", "abc", "-1", "0", "1e38", "-1e38", "inf", "nan", "1.5", "0\\0&0", "9" * 40, "x" * 300, "\\\\"]
 HEADER_KEYS = ["NumberOfFrames", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",

@@ -9,7 +9,10 @@ Grey-scale pixels pass bits-stored masking → Modality LUT → VOI LUT (window 
 Sequence) → MONOCHROME1 inversion, giving display values in [0, 1] where bright is dense. With
 ``voi=False`` they stop after the Modality LUT (modality units, no inversion). Colour pixels (RGB,
 YBR_* converted to RGB, palette colour expanded) are scaled to [0, 1]. Readers never augment; every
-failure is a :class:`DataError` that names the file and what is wrong.
+failure is a :class:`DataError` that names the file and what is wrong. Absurd values never pass silently
+(:mod:`.dicom_sanity`): a zero or non-finite RescaleSlope, an image the LUTs make constant or non-finite and
+a header that disagrees with the compressed data fail; an unusable window is ignored and an invalid spacing
+becomes ``None``, each with a warning naming the file.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import numpy as np
 
 from ..errors import DataError
 from . import dicom_lut as lut
-from .dicom_meta import frame_info, header_meta, us_spacing
+from . import dicom_sanity as sanity
+from .dicom_meta import frame_info, header_meta, positive_floats, us_spacing
 from .dicom_pixels import decode_pixels, read_dataset
 from .orientation import resolve_laterality, resolve_view
 
@@ -49,7 +53,9 @@ def lut_data(item: Any) -> np.ndarray:
     return np.asarray(value if hasattr(value, "__len__") else [value], dtype=np.float32).ravel()
 
 
-def _voi_frames(values: np.ndarray, ds: Any, frames: list[dict[str, Any]], meta: dict[str, Any]) -> np.ndarray:
+def _voi_frames(
+    values: np.ndarray, ds: Any, frames: list[dict[str, Any]], meta: dict[str, Any], path: Path
+) -> np.ndarray:
     """Window (F, H, W) modality values to [0, 1] frame by frame; records what was used in ``meta``."""
     voi_seq = ds.get("VOILUTSequence")
     if voi_seq:
@@ -58,6 +64,7 @@ def _voi_frames(values: np.ndarray, ds: Any, frames: list[dict[str, Any]], meta:
         data = lut_data(item)
         meta["window_source"] = "voi_lut_sequence"
         return lut.voi_lut_table(values, desc, data)
+    frames = sanity.drop_bad_windows(frames, path)  # an unusable window is ignored (with a warning), not applied
     if all(f["windows"] for f in frames):
         out = np.empty(values.shape, dtype=np.float32)
         for k, f in enumerate(frames):
@@ -76,25 +83,32 @@ def _voi_frames(values: np.ndarray, ds: Any, frames: list[dict[str, Any]], meta:
 
 def _grey(raw: np.ndarray, ds: Any, meta: dict[str, Any], voi: bool, path: Path) -> np.ndarray:
     frames = frame_info(ds, raw.shape[0])
+    sanity.check_rescale(ds, meta, frames, path)
     vals = lut.mask_bits(raw, meta["bits_stored"], meta["pixel_representation"] == 1)
-    if "ModalityLUTSequence" in ds:
-        item = ds.ModalityLUTSequence[0]
-        values = lut.apply_lut(vals, int(item.LUTDescriptor[1]), lut_data(item))
-        values = values.astype(np.float32)
-    else:
-        values = np.empty(vals.shape, dtype=np.float32)
-        for k, f in enumerate(frames):
-            values[k] = lut.modality_lut(vals[k], f["slope"], f["intercept"])
+    # overflow to inf (a slope of 1e38) is reported below by file and values, not as a numpy RuntimeWarning
+    with np.errstate(over="ignore", invalid="ignore"):
+        if "ModalityLUTSequence" in ds:
+            item = ds.ModalityLUTSequence[0]
+            values = lut.apply_lut(vals, int(item.LUTDescriptor[1]), lut_data(item))
+            values = values.astype(np.float32)
+        else:
+            values = np.empty(vals.shape, dtype=np.float32)
+            for k, f in enumerate(frames):
+                values[k] = lut.modality_lut(vals[k], f["slope"], f["intercept"])
+    varies = sanity.check_lut_result(vals, values, path, "Modality LUT", sanity.lut_summary(ds, frames, None))
     sp = next((f["spacing"] for f in frames if f["spacing"]), None)
+    sanity.warn_rejected(path, [r for f in frames for r in f["rejected"]])
     meta["spacing"] = sp
     meta["slice_thickness"] = frames[0]["slice_thickness"]
     meta["frame_positions"] = [f["position"] for f in frames] if any(f["position"] for f in frames) else None
     if not voi:
         return values
     try:
-        out = _voi_frames(values, ds, frames, meta)
+        out = _voi_frames(values, ds, frames, meta, path)
     except (ValueError, AttributeError, TypeError) as exc:
         raise DataError(f"{path}: invalid VOI LUT / window attributes ({exc})") from None
+    summary = sanity.lut_summary(ds, frames, meta)
+    sanity.check_lut_result(vals, out, path, "Modality and VOI LUTs", summary, stored_varies=varies)
     if meta["photometric"] == "MONOCHROME1":
         out = 1.0 - out
     return out
@@ -123,13 +137,19 @@ def _decode(path: Path, voi: bool) -> tuple[np.ndarray, dict[str, Any], Any]:
     except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise DataError(f"{path}: malformed header attribute ({type(exc).__name__}: {exc})") from None
     raw = decode_pixels(ds, path, meta)
-    if raw.ndim == 4 or meta["photometric"] == "PALETTE COLOR":
+    colour = raw.ndim == 4 or meta["photometric"] == "PALETTE COLOR"
+    if colour:
         pixels = _colour(raw, ds, meta, path)
         meta["window_source"] = "colour"
     else:
         pixels = _grey(raw, ds, meta, voi, path)
+    want = (meta["n_frames"], meta["rows"], meta["columns"]) + ((3,) if colour else ())
+    if pixels.shape != want:  # e.g. a palette applied to data that already has samples
+        raise DataError(f"{path}: pixels of shape {pixels.shape} after decoding, the header says {want}")
     if meta.get("spacing") is None:
-        meta["spacing"] = us_spacing(ds)
+        rejected: list[tuple[str, str]] = []
+        meta["spacing"] = us_spacing(ds, rejected)
+        sanity.warn_rejected(path, rejected)
     if not np.all(np.isfinite(pixels)):
         raise DataError(f"{path}: pixel values are not finite after the Modality/VOI LUT")
     return pixels, meta, ds
@@ -139,6 +159,7 @@ def _finish(pixels: np.ndarray, meta: dict[str, Any], path: Path, voi: bool) -> 
     """Squeeze single frames, resolve laterality and view, return the Image."""
     if pixels.shape[0] == 1:
         pixels = pixels[0]
+    sanity.check_shape(pixels, path)  # every reader returns one of the documented shapes, or fails by name
     modality = meta["modality"]
     if modality not in {"MG", "DBT"} or pixels.ndim == 4 or (pixels.ndim == 3 and meta["n_frames"] == 1):
         meta["laterality"], meta["laterality_source"] = (
@@ -264,8 +285,9 @@ def read_npy(path: str | Path, row: Mapping[str, Any] | None = None) -> Image:
         pixels = 1.0 - pixels
     if arr.ndim == 3 and not colour:
         meta["n_frames"] = int(arr.shape[0])
-    sp = row.get("spacing")
-    meta["spacing"] = [float(sp), float(sp)] if _has(row, "spacing") else None
+    meta["spacing"] = positive_floats([row["spacing"]] * 2, 2) if _has(row, "spacing") else None
+    if _has(row, "spacing") and meta["spacing"] is None:  # same rule as DICOM spacing: unknown, with a warning
+        sanity.warn_rejected(path, [("manifest spacing", str(row["spacing"]))])
     meta["laterality_tag"] = row.get("laterality") if row.get("laterality") in ("L", "R") else None
     meta["view_tag"] = row.get("view") if _has(row, "view") else None
     meta["patient_orientation"] = None

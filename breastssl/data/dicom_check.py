@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from ..errors import DataError
 from .dicom_meta import frame_info, header_meta, us_spacing
 from .dicom_pixels import check_pixel_data, read_dataset
+from .dicom_sanity import check_rescale
 
 # what a malformed attribute raises on conversion (int("1A"), float("0&0"), a missing item, an absurd size)
 MALFORMED = (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError)
@@ -35,7 +36,8 @@ def check_file(path: Path, verify_pixels: bool = False) -> tuple[Dataset, dict[s
     """(dataset without pixel values, header metadata) of an image file the reader will accept.
 
     Raises a :class:`DataError` naming the file otherwise: not an image object, truncated, no PixelData,
-    too little pixel data for the header, no decoder installed, a malformed attribute. With
+    too little pixel data for the header, no decoder installed, a malformed attribute, SamplesPerPixel that
+    does not fit the PhotometricInterpretation, a zero or non-finite RescaleSlope. With
     ``verify_pixels`` the file is also decoded in full through the reader.
     """
     ds = read_dataset(path, defer_pixels=True)
@@ -46,10 +48,11 @@ def check_file(path: Path, verify_pixels: bool = False) -> tuple[Dataset, dict[s
     # damaged NumberOfFrames of 10^9 fails here instead of looping
     check_pixel_data(ds, path, meta)
     try:
-        frame_info(ds, meta["n_frames"])  # windows, rescale, spacing: what the reader parses for every frame
+        frames = frame_info(ds, meta["n_frames"])  # windows, rescale, spacing: what the reader parses for every frame
         us_spacing(ds)
     except MALFORMED as exc:
         raise DataError(f"{path}: malformed header attribute ({type(exc).__name__}: {exc})") from None
+    check_rescale(ds, meta, frames, path)  # a zero or non-finite RescaleSlope fails the reader: fail here too
     if verify_pixels:
         from .dicom import read_image
 

@@ -102,6 +102,40 @@ def optional_floats(value: Any, n: int | None = None) -> list[float] | None:
     return out
 
 
+def positive_floats(value: Any, n: int) -> list[float] | None:
+    """``n`` finite, positive decimals (a spacing or thickness), or None when absent or anything else."""
+    out = optional_floats(value, n)
+    return out if out is not None and min(out) > 0 else None
+
+
+def shown(value: Any) -> str:
+    """An attribute value as DICOM writes it (``-0.1\\0.1``), for messages."""
+    if not isinstance(value, (str, bytes, int, float)) and hasattr(value, "__len__"):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _measure(candidates: list[tuple[str, Any]], n: int, rejected: list[tuple[str, str]]) -> list[float] | None:
+    """The first valid value among (attribute, value) candidates; present but invalid ones go to ``rejected``.
+
+    Spacing and thickness are informative (nothing downstream depends on them), so a negative, zero,
+    non-finite or malformed value makes them unknown rather than failing the file; the reader warns.
+    """
+    for name, value in candidates:
+        if value is None or value == "":
+            continue
+        valid = positive_floats(value, n)
+        if valid is not None:
+            return valid
+        rejected.append((name, shown(value)))
+    return None
+
+
+def _number(value: Any, default: float) -> float:
+    """A decimal attribute, ``default`` when absent or empty; 0 stays 0 (a RescaleSlope of 0 is an error upstream)."""
+    return default if value is None or value == "" else float(value)
+
+
 def first_item(ds: Dataset, keyword: str) -> Dataset | None:
     """The first item of a sequence attribute, or None."""
     seq = ds.get(keyword)
@@ -182,16 +216,24 @@ def frame_info(ds: Dataset, n_frames: int) -> list[dict[str, Any]]:
         pm = _lookup(groups, "PixelMeasuresSequence") or ds
         pp = _lookup(groups, "PlanePositionSequence") or ds
         fc = _lookup(groups, "FrameContentSequence")
-        spacing = pm.get("PixelSpacing") or ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+        rejected: list[tuple[str, str]] = []
+        spacing = _measure(
+            [("PixelSpacing", pm.get("PixelSpacing")), ("PixelSpacing", ds.get("PixelSpacing")),
+             ("ImagerPixelSpacing", ds.get("ImagerPixelSpacing"))], 2, rejected
+        )  # fmt: skip
+        thickness = _measure(
+            [("SliceThickness", pm.get("SliceThickness")), ("SliceThickness", ds.get("SliceThickness"))], 1, rejected
+        )
         pos = optional_floats(pp.get("ImagePositionPatient"), 3)
         out.append(
             {
                 "windows": _windows(voi) or _windows(ds),
                 "voi_function": str(voi.get("VOILUTFunction") or ds.get("VOILUTFunction") or "LINEAR"),
-                "slope": float(pvt.get("RescaleSlope", 1.0) or 1.0),
-                "intercept": float(pvt.get("RescaleIntercept", 0.0) or 0.0),
-                "spacing": [float(s) for s in spacing] if spacing else None,
-                "slice_thickness": float(pm.get("SliceThickness") or ds.get("SliceThickness") or 0.0) or None,
+                "slope": _number(pvt.get("RescaleSlope"), 1.0),
+                "intercept": _number(pvt.get("RescaleIntercept"), 0.0),
+                "spacing": spacing,
+                "slice_thickness": thickness[0] if thickness else None,
+                "rejected": rejected,  # (attribute, value) of invalid spacing/thickness, for the reader's warning
                 "position": pos,
                 "stack_position": int(fc.InStackPositionNumber)
                 if fc is not None and "InStackPositionNumber" in fc
@@ -218,19 +260,23 @@ def us_region(ds: Dataset) -> tuple[int, int, int, int] | None:
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def us_spacing(ds: Dataset) -> list[float] | None:
+def us_spacing(ds: Dataset, rejected: list[tuple[str, str]] | None = None) -> list[float] | None:
     """Pixel spacing in mm (row, column) from the first ultrasound region (PhysicalDelta in cm), or None.
 
     Spacing of ultrasound is informative only (many archives have none), so a region without both deltas,
-    with units other than cm or with a malformed or non-positive delta gives None.
+    with units other than cm or with a malformed, non-finite or non-positive delta gives None; the deltas of
+    the last case are appended to ``rejected`` (for the reader's warning).
     """
     item = first_item(ds, "SequenceOfUltrasoundRegions")
     if item is None or "PhysicalDeltaX" not in item or "PhysicalDeltaY" not in item:
         return None
     if optional_int(item, "PhysicalUnitsXDirection", 3) != 3:
         return None
-    deltas = optional_floats([item.get("PhysicalDeltaY"), item.get("PhysicalDeltaX")], 2)
-    if deltas is None or min(deltas) <= 0:
+    raw = [item.get("PhysicalDeltaY"), item.get("PhysicalDeltaX")]
+    deltas = positive_floats(raw, 2)
+    if deltas is None:
+        if rejected is not None:
+            rejected.append(("PhysicalDeltaY/PhysicalDeltaX", shown(raw)))
         return None
     return [deltas[0] * 10.0, deltas[1] * 10.0]
 

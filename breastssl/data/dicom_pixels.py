@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DataError
+from .dicom_codestream import RLE_SYNTAX, check_codestream_size, rle_overrun
 
 # transfer syntax (prefix) → what to install for pydicom to decode it
 DECODER_PACKAGES: dict[str, str] = {
@@ -169,6 +170,13 @@ def _photometric_names() -> set[str]:
     return {str(v) for v in PhotometricInterpretation} | {"PALETTE COLOR"}
 
 
+def samples_needed(photometric: str) -> int:
+    """SamplesPerPixel a PhotometricInterpretation requires (PS3.3 C.7.6.3.1.2): grey and palette 1, ARGB/CMYK 4."""
+    if photometric in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"):
+        return 1
+    return 4 if photometric in ("ARGB", "CMYK") else 3
+
+
 def _check_pixel_module(ds: Dataset, path: Path, meta: dict[str, Any]) -> None:
     """What pydicom requires of the Image Pixel module before it decodes (the reader fails there otherwise)."""
     fm = getattr(ds, "file_meta", None)
@@ -184,6 +192,12 @@ def _check_pixel_module(ds: Dataset, path: Path, meta: dict[str, Any]) -> None:
         problem = f"Rows={meta['rows']}, Columns={meta['columns']} exceed 65535"
     elif (photometric := str(ds.get("PhotometricInterpretation")).strip()) not in _photometric_names():
         problem = f"unknown PhotometricInterpretation {photometric!r}"
+    elif meta["samples_per_pixel"] != (need := samples_needed(photometric)):
+        # decoding anyway gives garbage: PALETTE COLOR on 3 samples expands each sample to RGB (a 5-D array)
+        problem = (
+            f"PhotometricInterpretation {photometric} needs SamplesPerPixel={need} "
+            f"but SamplesPerPixel={meta['samples_per_pixel']}"
+        )
     elif meta["samples_per_pixel"] == 3 and ds.get("PlanarConfiguration") not in (0, 1):
         problem = f"PlanarConfiguration={ds.get('PlanarConfiguration')!r} must be 0 or 1 for colour data"
     else:
@@ -220,14 +234,18 @@ def check_pixel_data(ds: Dataset, path: Path, meta: dict[str, Any]) -> str:
 def decode_pixels(ds: Dataset, path: Path, meta: dict[str, Any]) -> np.ndarray:
     """Decoded pixels as (F, H, W) or (F, H, W, 3), checked against the header's frame count."""
     ts = check_pixel_data(ds, path, meta)
+    if ts not in NATIVE:
+        check_codestream_size(ds, path, meta, ts)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # recorded, not shown: pydicom's notes on conformance are noise here
             arr = ds.pixel_array
     except DataError:
         raise
     except Exception as exc:  # decoders raise many types for damaged codestreams
         raise DataError(f"{path}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
+    if ts == RLE_SYNTAX:
+        rle_overrun([str(w.message) for w in caught], path, meta)
     frames, spp = meta["n_frames"], meta["samples_per_pixel"]
     arr = np.asarray(arr)
     if frames == 1 and arr.ndim == (3 if spp > 1 else 2):
