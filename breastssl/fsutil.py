@@ -15,6 +15,30 @@ from pathlib import Path
 from .errors import UserError
 
 
+def make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing ancestors; returns those created (outermost first).
+
+    An ancestor that is a file is a :class:`UserError` naming it (``mkdir`` would raise FileExistsError).
+    """
+    missing = []
+    for part in [folder, *folder.parents]:
+        if part.exists():
+            if not part.is_dir():
+                raise UserError(f"cannot write under {folder}: {part} is a file, not a folder")
+            break
+        missing.append(part)
+    for part in reversed(missing):
+        part.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
+def remove_created(created: list[Path]) -> None:
+    """Remove folders :func:`make_parents` created, innermost first, if they are still empty."""
+    for part in reversed(created):
+        with contextlib.suppress(OSError):
+            part.rmdir()
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``target`` only if the block succeeds.
@@ -26,12 +50,13 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
     if occupied and not overwrite:
         raise UserError(f"output {target} already exists and is not empty (use --overwrite)")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    created = make_parents(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(created)  # a failed run leaves no folder it made either
         raise
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -46,7 +71,7 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
 def atomic_file(target: str | Path, mode: str = "w") -> Iterator[Path]:
     """Yield a temporary path that is renamed to ``target`` only if the block succeeds."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    created = make_parents(target.parent)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
@@ -54,5 +79,6 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[Path]:
         yield tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
+        remove_created(created)
         raise
     os.replace(tmp, target)

@@ -45,14 +45,16 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder for the demo's data and outputs"),
         seed: int = typer.Option(0, "--seed", help="random seed of the synthetic data"),
-        n: int = typer.Option(40, "--n", help="exams (DBT, mammography) and images (ultrasound)"),
+        n: int = typer.Option(40, "--n", min=1, help="exams (DBT, mammography) and images (ultrasound)"),
         overwrite: bool = OverwriteOpt,
-        exams: int = typer.Option(600, "--exams", help="synthetic DBT exams of the SelectiveKD experiment"),
-        steps: int = typer.Option(800, "--steps", help="training steps of each of the five models"),
-        jobs: int = typer.Option(2, "--jobs", help="models trained at the same time (one CPU thread each)"),
-        seeds: int = typer.Option(2, "--seeds", help="training seeds of the SelectiveKD experiment (benchmark: 5)"),
+        exams: int = typer.Option(600, "--exams", min=1, help="synthetic DBT exams of the SelectiveKD experiment"),
+        steps: int = typer.Option(800, "--steps", min=1, help="training steps of each of the five models"),
+        jobs: int = typer.Option(2, "--jobs", min=1, help="models trained at the same time (one CPU thread each)"),
+        seeds: int = typer.Option(
+            2, "--seeds", min=1, help="training seeds of the SelectiveKD experiment (benchmark: 5)"
+        ),
         test_exams: int = typer.Option(
-            900, "--test-exams", help="exams of the separately generated, enriched, vendor-balanced test split"
+            900, "--test-exams", min=1, help="exams of the separately generated, enriched, vendor-balanced test split"
         ),
         data_only: bool = typer.Option(False, "--data-only", help="only generate and read back the data"),
     ) -> None:

@@ -145,9 +145,9 @@ def run_experiment(
     from ..strategies.self_training import SelfTrainingConfig
 
     torch.set_num_threads(1)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = read_table(data / "manifest.csv")
+    manifest = read_table(data / "manifest.csv")  # read (and fail) before the experiment folder exists
     lesions = read_table(data / "lesions.csv")
+    out.mkdir(parents=True, exist_ok=True)
     powered = is_powered(manifest)
     # powered data: the labeller reads the training exams only (the eval splits need no soft labels)
     label_manifest = manifest[manifest["split"].astype(str) == "train"] if powered else manifest
