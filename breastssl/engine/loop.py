@@ -22,6 +22,11 @@ Fast paths, all off by default (``benchmarks/bench_strategies.py --fastpaths`` m
 ``train.amp`` (bf16/fp16 autocast around the strategy's forward), ``train.channels_last`` (NHWC weights and
 batches: :func:`channels_last_modules`) and ``train.compile`` (``torch.compile`` of the student, rebound on
 the strategy like the DDP wrapper: :func:`compile_student`).
+
+Batch transform: ``fit(..., batch_transform=fn)`` calls ``fn(batch, step)`` on every batch once it is on the
+device, before channels-last and the strategy's loss: augmentation on the training device
+(``train.augment_on=device``, ``data/device_augment.py``). It must draw its random numbers from a generator seeded
+by the step (not from the global RNG), so a resumed run transforms step s exactly as the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +108,7 @@ def fit(
     collate_fn: Any = None,
     run_config: BaseModel | None = None,
     dist_ctx: DistContext | None = None,
+    batch_transform: Callable[[Any, int], Any] | None = None,
 ) -> FitResult:
     """Train ``model`` with ``strategy`` on ``dataset`` for ``cfg.steps`` optimiser steps.
 
@@ -110,6 +116,7 @@ def fit(
     ``trainable_parameters()``) are optimised. ``batch_sampler`` defaults to shuffled global batches
     of ``cfg.batch_size`` split over the ranks. ``run_config`` (default ``cfg``) is saved as
     ``config.yaml`` in the run directory. Resumes from the newest checkpoint there if ``cfg.resume``.
+    ``batch_transform(batch, step)``, if given, transforms each batch on the device (see the module doc).
     """
     # ---- setup: ranks, device, seeds -------------------------------------------------------------
     ctx = dist_ctx or init_distributed(cfg.device)
@@ -178,6 +185,8 @@ def fit(
 
                 # -- forward: the strategy computes its losses under autocast
                 batch = to_device(stream.next(), ctx.device)
+                if batch_transform is not None:  # e.g. augmentation on the device, seeded by (seed, step, rank)
+                    batch = batch_transform(batch, step)
                 if cfg.channels_last:
                     batch = channels_last_batch(batch)
                 with torch.autocast(ctx.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):

@@ -40,6 +40,7 @@ class Built:
     collate_fn: Any = None  # None: the loop's default collate
     summary: dict[str, Any] = field(default_factory=dict)  # counts and choices: printed by --dry-run, in metrics.json
     state: dict[str, Any] = field(default_factory=dict)  # the recipe's own things for finish / evaluate / card
+    batch_transform: Any = None  # None, or fit's batch_transform(batch, step): e.g. augmentation on the device
 
 
 class Recipe(Protocol):

@@ -136,6 +136,9 @@ def run_train(cfg: RunConfigBase, *, dry: bool = False) -> dict[str, Any]:
     rec = recipe(cfg.family)
     out = Path(cfg.train.out_dir)
     check_out_dir(out)
+    if cfg.train.augment_on == "device" and not getattr(rec, "device_augment", False):
+        # not silently ignored: the run would augment in the loader while its config says device
+        raise ConfigError(f"train.augment_on=device is not supported by the {cfg.family} recipe yet; use loader")
     ctx = init_distributed(cfg.train.device)
     if dry:
         return dry_run(cfg, rec.build(cfg, ctx, dry_run=True))
@@ -146,7 +149,8 @@ def run_train(cfg: RunConfigBase, *, dry: bool = False) -> dict[str, Any]:
             result = rec.fit(cfg, built, ctx)
         else:
             result = fit(built.model, built.strategy, built.dataset, cfg.train, batch_sampler=built.batch_sampler,
-                         collate_fn=built.collate_fn, run_config=cfg, dist_ctx=ctx)  # fmt: skip
+                         collate_fn=built.collate_fn, run_config=cfg, dist_ctx=ctx,
+                         batch_transform=built.batch_transform)  # fmt: skip
         built.state["fit"] = result
         rec.finish(cfg, built, ctx)
         metrics = rec.evaluate(cfg, built, ctx)

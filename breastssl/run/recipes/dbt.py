@@ -214,9 +214,11 @@ def _write_plan(out_dir: Path, plan: pd.DataFrame, calibration: dict, sweep: pd.
 class DBTRecipe:
     family = "dbt"
     config = RunConfig
+    device_augment = True  # honours train.augment_on=device (the loop augments each batch: data/device_augment.py)
 
     def build(self, cfg: RunConfig, ctx: Any, dry_run: bool = False) -> Built:
         from ...data.dbt_slices import SliceDataset, StackStore
+        from ...data.device_augment import BatchAugment
         from ...data.prior import prior_shift
         from ...data.sampling import ComposedBatchSampler, slice_table
         from ...data.selection import selection_sweep
@@ -262,9 +264,13 @@ class DBTRecipe:
         }
         if dry_run and cls.selective:
             summary["note"] = "dry run: the pool is not scored by the teacher, so no slice is selected"
-        dataset = SliceDataset(plan, store, cfg.data.augment, seed=cfg.train.seed)
+        on_device = cfg.train.augment_on == "device" and cfg.data.augment.enabled
+        # augment_on=device: the loader yields plain slices and the loop augments each batch on the training device
+        dataset = SliceDataset(plan, store, None if on_device else cfg.data.augment, seed=cfg.train.seed)
+        summary["augment_on"] = cfg.train.augment_on
         state = {"manifest": manifest, "store": store, "calibration": calibration}
-        return Built(student, strategy, dataset, sampler, None, summary, state)
+        transform = BatchAugment(cfg.data.augment, cfg.train.seed, ctx.rank) if on_device else None
+        return Built(student, strategy, dataset, sampler, None, summary, state, batch_transform=transform)
 
     def finish(self, cfg: RunConfig, built: Built, ctx: Any) -> None:
         return None
