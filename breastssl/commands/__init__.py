@@ -3,4 +3,16 @@
 Add a command by writing ``breastssl/commands/<name>.py`` and naming it in ``COMMANDS``.
 """
 
-COMMANDS = ["synth", "demo", "evaluate", "ingest", "cache", "train", "experiment", "predict", "label_reports", "export"]
+COMMANDS = [
+    "synth",
+    "demo",
+    "evaluate",
+    "ingest",
+    "cache",
+    "train",
+    "experiment",
+    "predict",
+    "label_reports",
+    "export",
+    "strategies",
+]

@@ -59,3 +59,12 @@ def runner_train(sets: list[str], out: Path):
     items = [*sets[:-1], f"train.out_dir={out}", "train.steps=1", "train.progress=false", "data.test_split=train"]
     args = ["train", "-c", str(CONFIGS / "dbt_selectivekd_demo.yaml")]
     return CliRunner().invoke(app, [*args, *[a for s in items for a in ("--set", s)]])
+
+
+def test_strategies_command_lists_every_registered_strategy():
+    from breastssl.strategies import list_strategies
+
+    result = CliRunner().invoke(app, ["strategies"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in list_strategies():
+        assert name in result.output
