@@ -15,21 +15,33 @@ from pathlib import Path
 from .errors import UserError
 
 
+def existing_ancestor(path: Path) -> Path:
+    """``path`` itself or its nearest ancestor that exists (a file or a folder): where writing under it starts."""
+    for part in [path, *path.parents]:
+        if part.exists():
+            return part
+    return Path(path.anchor or ".")
+
+
 def make_parents(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing ancestors; returns those created (outermost first).
 
-    An ancestor that is a file is a :class:`UserError` naming it (``mkdir`` would raise FileExistsError).
+    An ancestor that is a file, or a folder that cannot be created, is a :class:`UserError` naming it (``mkdir``
+    would raise FileExistsError or OSError); nothing is left behind then.
     """
-    missing = []
-    for part in [folder, *folder.parents]:
-        if part.exists():
-            if not part.is_dir():
-                raise UserError(f"cannot write under {folder}: {part} is a file, not a folder")
-            break
-        missing.append(part)
-    for part in reversed(missing):
-        part.mkdir(exist_ok=True)
-    return list(reversed(missing))
+    base = existing_ancestor(folder)
+    if not base.is_dir():
+        raise UserError(f"cannot write under {folder}: {base} is a file, not a folder")
+    missing = [part for part in [folder, *folder.parents] if part != base and base in part.parents][::-1]
+    created: list[Path] = []
+    try:
+        for part in missing:
+            part.mkdir()
+            created.append(part)
+    except OSError as exc:
+        remove_created(created)
+        raise UserError(f"cannot create folder {part} ({exc.strerror or exc})") from None
+    return created
 
 
 def remove_created(created: list[Path]) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 import typer
 
 from ..errors import DataError, UserError
-from ..fsutil import atomic_file
+from ..fsutil import atomic_file, existing_ancestor, make_parents, remove_created
 from .common import console
 
 SKIPPED_COLUMNS = ["file", "reason"]
@@ -60,7 +60,7 @@ def run_ingest(
     root_abs, out_dir = root.resolve(), out.parent.resolve()
     skipped_rows = [_private(f, r, root, relative_paths) for f, r in result.skipped]
     skipped = out.with_name("skipped.csv")
-    created = _missing_dirs(out.parent)
+    created = make_parents(out.parent)
     try:
         if manifest.empty:
             if skipped_rows:  # keep the reasons: they are all the user has to go on
@@ -91,7 +91,7 @@ def run_ingest(
         if skipped_rows:
             _write_skipped(skipped_rows, skipped)
     except BaseException:
-        _remove_empty(created)
+        remove_created(created)
         raise
     return {
         "images": len(manifest),
@@ -108,33 +108,11 @@ def _check_out(out: Path) -> None:
     """A named error, before any work, for an --out that cannot be written (a folder, or under a file)."""
     if out.is_dir():
         raise UserError(f"--out {out}: is a folder; give a file name ending in .parquet or .csv")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"--out {out}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise UserError(f"--out {out}: folder {parent} is not writable")
-            return
-
-
-def _missing_dirs(folder: Path) -> list[Path]:
-    """Create ``folder`` and return the folders that did not exist before (outermost first)."""
-    missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _remove_empty(missing)
-        raise UserError(f"--out: cannot create folder {folder} ({exc.strerror or exc})") from None
-    return missing
-
-
-def _remove_empty(created: list[Path]) -> None:
-    """Remove the folders this run created, innermost first, where they are still empty."""
-    for folder in reversed(created):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (skipped.csv was written) or already gone
-            break
+    parent = existing_ancestor(out.parent)
+    if not parent.is_dir():
+        raise UserError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: folder {parent} is not writable")
 
 
 def _private(file: str, reason: str, root: Path, relative: bool) -> tuple[str, str]:

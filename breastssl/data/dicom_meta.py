@@ -63,11 +63,7 @@ def int_attr(ds: Dataset, keyword: str, default: int) -> int:
     value = ds.get(keyword)
     if value is None or value == "":
         return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        pass
-    try:  # "12.0" and similar: an IS written as a decimal is still an integer
+    try:  # int("12.0") fails: an IS written as a decimal is still an integer, so go through float
         number = float(str(value))
     except (TypeError, ValueError):
         number = float("nan")

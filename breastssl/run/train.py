@@ -84,12 +84,12 @@ def _holds_results(folder: Path) -> bool:
 
 def check_out_dir(out: Path) -> None:
     """A :class:`ConfigError` when ``train.out_dir`` (or a folder above it) is a file: found before any work."""
+    from ..fsutil import existing_ancestor
+
     try:
-        for folder in (out, *out.parents):
-            if folder.exists():
-                if not folder.is_dir():
-                    raise ConfigError(f"train.out_dir {out}: {folder} is a file, not a folder")
-                return
+        folder = existing_ancestor(out)
+        if not folder.is_dir():
+            raise ConfigError(f"train.out_dir {out}: {folder} is a file, not a folder")
     except OSError as exc:  # e.g. a name too long for the file system
         raise ConfigError(f"train.out_dir {str(out)[:200]}: cannot be used ({exc.strerror or exc})") from None
 
