@@ -2,8 +2,11 @@
 LsKD + ImPA — on the full and a low-data (10%) DBT training set, several seeds, one HTML report.
 
 Per seed: two mammography teachers (RetinaNet-C5, with and without ImPA), then per DBT training fraction five
-students trained by the one loop (``engine.fit``) on the same paired batches (DBT slices + an unpaired mammogram
-each). Every student is run over every slice of the test volumes, per-slice boxes are merged across slices
+students on the same paired batches (DBT slices + an unpaired mammogram each). Every cell is one ``breastssl train``
+run of the ``comoto`` recipe (its folder, config.yaml, checkpoints, predictions), listed by :mod:`._comoto_runs` and
+trained by the one scheduler (``_runs.execute``: ``jobs`` runs at a time, ``gpus`` handed out, finished runs
+reused). ``dbt_dir`` / ``mammo_dir`` may be the user's own data: a ``manifest.csv`` and ``lesions.csv`` with
+``train`` / ``test`` splits in each (nothing is synthesised where a manifest exists). Every student is run over every slice of the test volumes, per-slice boxes are merged across slices
 (``inference.dbt_merge``) and scored with the BCS-DBT FROC (``metrics.froc_dbt``): mean sensitivity at 1–4
 FP/volume over positive volumes. The synthetic images are ~80 px high, where the challenge's 100-px floor on the
 hit distance accepts any box in the right slices, so the primary reading is the same rule with coordinates
@@ -33,15 +36,9 @@ from pydantic import Field
 from ..config import Section
 from ..models.comoto import comoto_detector
 from ._comoto_effects import comoto_effects, effect_sections, write_effects
+from ._comoto_runs import ROWS
 from ._dbt_data import SynthSpec
 
-ROWS = {  # row → (strategy, teacher the student starts from / distils from: none | plain | impa)
-    "dbt_only": ("pretraining", "none"),
-    "pretraining": ("pretraining", "plain"),
-    "image_kd": ("image_kd", "plain"),
-    "lskd": ("comoto", "plain"),
-    "lskd_impa": ("comoto", "impa"),
-}
 MODEL_KEYS = ("size", "backbone", "width", "stages", "fpn", "dilate_c5", "anchor_sizes")  # one detector per out_dir
 ENTROPY_COLS = ["train_mean_lskd_teacher_entropy", "train_mean_loss_lskd"]  # LsKD rows only (NaN elsewhere)
 
@@ -82,6 +79,9 @@ class ComotoExperimentConfig(Section):
     balance: bool = Field(True, description="repeat positive DBT slices so that about half of the slices hold boxes")
     iou_merge: float = 0.3
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where runs train: auto = CUDA if available")
+    jobs: int = Field(1, ge=1, description="runs trained at once, each a `breastssl train` process")
+    threads: int = Field(1, ge=1, description="torch threads of each run's process")
+    gpus: list[str] = Field([], description="GPU ids handed to concurrent runs (one each), e.g. ['0', '1']")
 
 
 def _synth(kind: str, out: Path, n: int) -> None:
@@ -94,107 +94,42 @@ def _synth(kind: str, out: Path, n: int) -> None:
 _model = comoto_detector  # the detector of a config (models.comoto); kept under its old name for callers
 
 
-def _train(cfg: ComotoExperimentConfig, model: Any, strategy: Any, dataset: Any, steps: int, out: Path, seed: int):
-    from ..data.detection_slices import detection_collate
-    from ..engine import TrainConfig, fit
-    from ..run.recipes.comoto import detection_sampler
+def dbt_test_truth(cfg: ComotoExperimentConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(volumes, lesions, ...) of the DBT test split, as the runs score it (``data.comoto.volume_truth``)."""
+    from ..data.comoto import volume_truth
+    from ..data.schema import read_table
 
-    tcfg = TrainConfig(
-        steps=steps, batch_size=cfg.batch_size, seed=seed, device=cfg.device, out_dir=str(out), progress=False,
-        tensorboard=False, ckpt_every=steps, log_every=max(steps // 5, 1), keep_last=1, clip_grad_norm=10.0,
-        optim={"name": cfg.optimizer, "lr": cfg.lr, "momentum": 0.9, "weight_decay": 1e-4},
-        schedule={"name": "cosine", "warmup_steps": min(20, steps // 10)},
-    )  # fmt: skip
-    sampler = detection_sampler(len(dataset), cfg.batch_size, seed)
-    return fit(model, strategy, dataset, tcfg, batch_sampler=sampler, collate_fn=detection_collate)
-
-
-class _Data:
-    """Tables and datasets of one experiment (read once)."""
-
-    def __init__(self, cfg: ComotoExperimentConfig) -> None:
-        from ..data.detection_slices import DetectionDataset, dbt_detection_table, mammo_detection_table
-        from ..data.schema import read_table
-
-        self.cfg = cfg
-        self.dbt_root, self.mammo_root = Path(cfg.dbt_dir), Path(cfg.mammo_dir)
-        self.dbt_man = read_table(self.dbt_root / "manifest.csv").astype({"image_id": str})
-        self.dbt_les = read_table(self.dbt_root / "lesions.csv").astype({"image_id": str})
-        mammo_man = read_table(self.mammo_root / "manifest.csv").astype({"image_id": str})
-        mammo_les = read_table(self.mammo_root / "lesions.csv").astype({"image_id": str})
-        self.dbt_train = dbt_detection_table(self.dbt_man, self.dbt_les, "train", neg_stride=cfg.neg_stride)
-        mammo_table = mammo_detection_table(mammo_man, mammo_les, "train")
-        self.mammo = DetectionDataset(mammo_table, mammo_man, self.mammo_root, cfg.size, hflip=True)
-
-    def students_data(self, fraction: float, seed: int) -> tuple[Any, dict[str, int]]:
-        from ..data.comoto import student_dataset
-
-        return student_dataset(self.dbt_train, self.dbt_man, self.dbt_root, self.mammo, self.cfg.size, fraction, seed,
-                               self.cfg.balance)  # fmt: skip
-
-    def test_truth(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        from ..data.comoto import volume_truth
-
-        return volume_truth(self.dbt_man, self.dbt_les)
-
-
-def _evaluate(model: Any, data: _Data) -> tuple[dict[str, float], pd.DataFrame]:
-    """Every slice of the test volumes scored, boxes merged; FROC readings (BCS scale, raw) and predictions."""
-    from ..data.dbt_slices import load_stack
-    from ..inference.comoto_predict import froc_readings, score_volumes
-    from ..inference.dbt_merge import PRED_COLUMNS
-
-    truth = data.test_truth()
-    size = data.cfg.size
-
-    def load(r: dict) -> tuple[Any, tuple[float, float]]:
-        return load_stack(r, data.dbt_root, size), (size[1] / r["columns"], size[0] / r["rows"])
-
-    pred = score_volumes(model, truth[0].to_dict("records"), load, data.cfg.iou_merge)[PRED_COLUMNS]
-    return froc_readings(pred, truth), pred
+    root = Path(cfg.dbt_dir)
+    man = read_table(root / "manifest.csv").astype({"image_id": str})
+    return volume_truth(man, read_table(root / "lesions.csv").astype({"image_id": str}))
 
 
 def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
-    """Every run of the table (skipping finished ones), then results.csv, summary.csv, the effects and report.html."""
-    import torch
-
-    from ..strategies import create_strategy
-    from ..strategies.comoto_common import ComotoConfig
+    """Every run of the table through the one scheduler (finished cells reused), then results.csv, summary.csv,
+    the effects and report.html."""
+    from ..data.schema import read_table
     from ._comoto_data import check_test_split, claim_test_split, ensure_comoto_dbt, split_composition
+    from ._comoto_runs import comoto_specs, student_dir, write_result
+    from ._runs import execute
 
-    torch.set_num_threads(1)
     out = Path(cfg.out_dir)
     _claim_out_dir(out, cfg)
     ensure_comoto_dbt(Path(cfg.dbt_dir), cfg.synth_n[0], cfg.dbt_synth, typer.echo)
     _synth("mammo", Path(cfg.mammo_dir), cfg.synth_n[1])
-    data = _Data(cfg)
-    composition = split_composition(data.dbt_man, data.dbt_les)
+    dbt_root = Path(cfg.dbt_dir)
+    dbt_man = read_table(dbt_root / "manifest.csv").astype({"image_id": str})
+    composition = split_composition(dbt_man, read_table(dbt_root / "lesions.csv").astype({"image_id": str}))
     check_test_split(composition, cfg.min_test_lesion_volumes)
-    claim_test_split(out, data.dbt_man, composition)
+    claim_test_split(out, dbt_man, composition)
+    specs = comoto_specs(cfg, out)  # every config validated here, before anything trains
+    execute(specs, out / "configs", jobs=cfg.jobs, threads=cfg.threads, devices=cfg.gpus, echo=typer.echo)
     results: list[dict[str, Any]] = []
-    kd = {"temperature": cfg.temperature, "alpha": cfg.alpha, "impa_beta": cfg.impa_beta}
     for seed in cfg.seeds:
-        teachers: dict[str, Any] = {}
-
-        def teacher(kind: str, seed: int = seed, teachers: dict[str, Any] = teachers) -> Any:
-            """The seed's mammography teacher of this kind, trained on first use (a resumed seed may need none)."""
-            if kind not in teachers:
-                torch.manual_seed(seed)
-                model = _model(cfg)
-                conf = ComotoConfig(name="comoto_teacher", impa=kind == "impa", **kd)
-                strat = create_strategy("comoto_teacher", model, None, conf)
-                _train(cfg, model, strat, data.mammo, cfg.teacher_steps, out / f"seed{seed}" / f"teacher_{kind}", seed)
-                teachers[kind] = model.eval().requires_grad_(False)
-            return teachers[kind]
-
         for fraction in cfg.fractions:
             for row in cfg.rows:
-                run_dir = out / f"seed{seed}" / f"frac{fraction:g}" / row
+                run_dir = student_dir(out, seed, fraction, row)
                 done = run_dir / "result.json"
-                if not done.is_file():  # finished runs are kept: seeds can run as separate processes, then merge
-                    res = _student_run(cfg, data, row, fraction, seed, teacher, run_dir, kd)
-                    done.write_text(json.dumps(res, indent=1))
-                res = json.loads(done.read_text())
+                res = json.loads(done.read_text()) if done.is_file() else write_result(run_dir, seed, fraction, row)
                 results.append(res)
                 typer.echo(f"seed {seed} frac {fraction:g} {row:12s} mean sens BCS scale "
                            f"{res['scaled_mean_sensitivity_positive']:.3f} (raw "
@@ -203,7 +138,7 @@ def run_comoto(cfg: ComotoExperimentConfig) -> pd.DataFrame:
     table.to_csv(out / "results.csv", index=False)
     summary = _summary(table)
     summary.to_csv(out / "summary.csv", index=False)
-    effects = comoto_effects(_predictions(out, table), data.test_truth(), cfg.n_boot)
+    effects = comoto_effects(_predictions(out, table), dbt_test_truth(cfg), cfg.n_boot)
     write_effects(out, effects)
     (out / "report.html").write_text(_report(cfg, table, summary, effect_sections(effects), composition))
     (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
@@ -241,47 +176,6 @@ def _claim_out_dir(out: Path, cfg: ComotoExperimentConfig) -> None:
         raise UserError(f"{out} holds CoMoTo runs of another detector ({diff}): choose another out_dir")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(want, indent=1))
-
-
-def _student_run(
-    cfg: ComotoExperimentConfig,
-    data: _Data,
-    row: str,
-    fraction: float,
-    seed: int,
-    teacher: Any,
-    run_dir: Path,
-    kd: dict[str, float],
-) -> dict[str, Any]:
-    """Train one student of the table and score it on the test volumes; returns its results row."""
-    import torch
-
-    from ..strategies import create_strategy
-    from ..strategies.comoto_common import ComotoConfig, student_from_teacher
-
-    dataset, counts = data.students_data(fraction, seed)
-    name, kind = ROWS[row]
-    tch = None if kind == "none" else teacher(kind)
-    torch.manual_seed(seed)
-    student = _model(cfg) if tch is None else student_from_teacher(tch)
-    strat = create_strategy(name, student, tch, ComotoConfig(name=name, **kd))
-    fit_res = _train(cfg, student, strat, dataset, cfg.student_steps, run_dir, seed)
-    metrics, pred = _evaluate(student, data)
-    pred.to_csv(run_dir / "predictions_volume.csv", index=False)
-    losses = {f"train_{k}": float(v) for k, v in fit_res.metrics.items() if k.startswith("loss")}
-    logged = _logged_means(run_dir, ("loss_lskd", "lskd_teacher_entropy"))
-    return {"seed": seed, "fraction": fraction, "row": row, **counts, **metrics, **losses, **logged}
-
-
-def _logged_means(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
-    """``{"train_mean_<key>": mean over the logged steps of metrics.jsonl}`` for the keys a run logged (LsKD rows)."""
-    from ..engine.logger import METRICS_FILE
-
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return {}
-    log = pd.read_json(path, lines=True)
-    return {f"train_mean_{k}": float(log[k].mean()) for k in keys if k in log and log[k].notna().any()}
 
 
 def _summary(table: pd.DataFrame) -> pd.DataFrame:
