@@ -6,7 +6,8 @@ students on the same paired batches (DBT slices + an unpaired mammogram each). E
 run of the ``comoto`` recipe (its folder, config.yaml, checkpoints, predictions), listed by :mod:`._comoto_runs` and
 trained by the one scheduler (``_runs.execute``: ``jobs`` runs at a time, ``gpus`` handed out, finished runs
 reused). ``dbt_dir`` / ``mammo_dir`` may be the user's own data: a ``manifest.csv`` and ``lesions.csv`` with
-``train`` / ``test`` splits in each (nothing is synthesised where a manifest exists). Every student is run over every slice of the test volumes, per-slice boxes are merged across slices
+``train`` / ``test`` splits in each (nothing is synthesised where a manifest exists).
+Every student is run over every slice of the test volumes, per-slice boxes are merged across slices
 (``inference.dbt_merge``) and scored with the BCS-DBT FROC (``metrics.froc_dbt``): mean sensitivity at 1–4
 FP/volume over positive volumes. The synthetic images are ~80 px high, where the challenge's 100-px floor on the
 hit distance accepts any box in the right slices, so the primary reading is the same rule with coordinates
