@@ -41,6 +41,9 @@ class MammoExperimentConfig(Section):
     tune_seeds: str = "0,1"
     tune_cell: str = "full25_weak100"
     n_boot: int = Field(1000, ge=0, description="bootstrap replicates of the effects (0: none)")
+    strategy: dict[str, Any] = Field(
+        default_factory=dict, description="self_training strategy settings for every run, e.g. {focal_norm: positives}"
+    )
 
 
 def resolve_config(ctx: Any, config: Path | None, overrides: list[str], flags: dict[str, Any]) -> MammoExperimentConfig:

@@ -123,7 +123,7 @@ def run_experiment(
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
     rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4, seeds: list[int] | None = None,
     full_share: float | None = None, lesion_threshold: float = 0.25, tune: TuneSpec | None = None,
-    n_boot: int = 1000,
+    n_boot: int = 1000, strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every cell (or those ``only`` selects, see :func:`_selected`) for every seed; write results.json and
     report.html.
@@ -134,7 +134,8 @@ def run_experiment(
     over seeds (``mean_sd``, ``sens_sd``, ``per_seed``; the curve and mining log of the first seed).
     ``tune``: choose full_share and the lesion threshold on the val split first (``_selftrain_tune``; the
     arguments of those names are then ignored). ``n_boot`` > 0: paired effects and claims with CIs over
-    seeds × test exams (``_selftrain_effects``) in results.json, ``effects.csv`` and the report.
+    seeds × test exams (``_selftrain_effects``) in results.json, ``effects.csv`` and the report. ``strategy``:
+    further :class:`SelfTrainingConfig` settings for every run (one-change experiments, e.g. ``focal_norm``).
     """
     import torch
 
@@ -173,7 +174,7 @@ def run_experiment(
         weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
         cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
                                  p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=fs,
-                                 lesion_threshold=thr)  # fmt: skip
+                                 lesion_threshold=thr, **(strategy or {}))  # fmt: skip
         spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
         log(f"seed {s} run {run_dir.name}: {len(full_idx)} full + {len(weak_idx)} weak images")
         res = run_self_training(spec, train, soft, evaluate, run_dir)
@@ -213,7 +214,8 @@ def run_experiment(
                "steps_per_epoch": steps_per_epoch, "stage1_epochs": stage1_epochs, "round_epochs": round_epochs,
                "p0_every": p0_every, "rounds": rounds, "seed": seed, "nlp_epochs": nlp_epochs,
                "seeds": seeds, "full_share": full_share, "lesion_threshold": lesion_threshold,
-               "powered_data": powered, "test_exams": n_test_exams, "test_images": len(test)}}  # fmt: skip
+               "powered_data": powered, "test_exams": n_test_exams, "test_images": len(test),
+               "strategy": strategy or {}}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "report.html").write_text(render_report(summary), encoding="utf-8")
     return summary
@@ -353,6 +355,6 @@ def register(app: typer.Typer) -> None:
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
             round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
             seeds=_parse_seeds(seeds), full_share=full_share, lesion_threshold=lesion_threshold, tune=spec,
-            n_boot=n_boot,
+            n_boot=n_boot, strategy=c.strategy,
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")

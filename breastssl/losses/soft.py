@@ -39,11 +39,15 @@ def soft_focal(
     alpha: float = FOCAL_ALPHA,
     gamma: float = FOCAL_GAMMA,
     class_balanced: bool = True,
+    norm: str = "mean",
 ) -> Tensor:
-    """Eq. 5: α_t·|y − ŷ|^γ·CE(y, ŷ) per element, mean over non-batch dims.
+    """Eq. 5: α_t·|y − ŷ|^γ·CE(y, ŷ) per element, reduced over non-batch dims.
 
     logits, target: (B,) or (B, 1, H, W) of the same shape; target in [0, 1]. Returns (B,).
     The modulating factor is part of the gradient (as in Lin et al.), not a detached weight.
+    norm: ``mean`` over the elements, or ``positives``: their sum divided by the target's mass Σy (at least 1),
+    as Lin et al. normalise by the number of positive anchors (a map's loss then does not shrink with the share
+    of the image a lesion covers).
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
@@ -51,5 +55,9 @@ def soft_focal(
     p = logits.float().sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
     alpha_t = alpha * y + (1.0 - alpha) * (1.0 - y) if class_balanced else alpha
-    loss = alpha_t * (y - p).abs().pow(gamma) * ce
-    return loss.reshape(loss.shape[0], -1).mean(dim=1)
+    loss = (alpha_t * (y - p).abs().pow(gamma) * ce).reshape(logits.shape[0], -1)
+    if norm == "mean":
+        return loss.mean(dim=1)
+    if norm == "positives":
+        return loss.sum(dim=1) / y.reshape(y.shape[0], -1).sum(dim=1).clamp(min=1.0)
+    raise ValueError(f"norm must be 'mean' or 'positives', not {norm!r}")

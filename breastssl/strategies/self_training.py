@@ -37,7 +37,7 @@ steps with a TP (``loss_weak_seg_mean``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -88,6 +88,9 @@ class SelfTrainingConfig(Section):
     lambda_cls_weak: float = Field(0.2, ge=0, description="λ3")
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
+    focal_norm: Literal["mean", "positives"] = Field(
+        "mean", description="pixel focal loss per image: mean over pixels, or sum / lesion mass Σy (Lin et al.)"
+    )
     stage1_epochs: int = Field(50, ge=0)
     rounds: int = Field(2, ge=0, description="Q")
     round_epochs: int = Field(15, ge=1)
@@ -188,7 +191,7 @@ class SelfTraining:
         out = self.student(image, aux) if aux is not None else self.student(image)
         logits, mask_logits = out["logits"], out["mask_logits"]
         zero = logits.float().sum() * 0.0 + mask_logits.float().sum() * 0.0
-        seg = soft_focal(mask_logits, target, self.cfg.focal_alpha, self.cfg.focal_gamma)
+        seg = soft_focal(mask_logits, target, self.cfg.focal_alpha, self.cfg.focal_gamma, norm=self.cfg.focal_norm)
         parts: dict[str, Tensor] = {"loss_sup_seg": set_mean(seg, full) + zero}
         if step >= self.stage1_steps:
             cls = soft_cross_entropy(logits, batch["label"])

@@ -54,3 +54,28 @@ def test_soft_focal_is_the_focal_loss_for_hard_labels_and_has_gradient():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in shape"):
         soft_focal(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 3))
+
+
+def test_soft_focal_positives_norm_divides_the_sum_by_the_lesion_mass():
+    import pytest
+    import torch
+
+    from breastssl.losses.soft import soft_focal
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1, 8, 6, generator=g)
+    target = torch.zeros(3, 1, 8, 6)
+    target[0, 0, 2:4, 1:3] = 1.0  # 4 px of lesion
+    target[1, 0, 5, 5] = 0.4  # a soft pixel: mass 0.4 < 1, so the sum is divided by 1
+    per_elem = soft_focal(logits, target, norm="mean") * 48  # the mean's sum over the 48 pixels
+    pos = soft_focal(logits, target, norm="positives")
+    assert torch.allclose(pos, per_elem / torch.tensor([4.0, 1.0, 1.0]), rtol=1e-5)
+    # a lesion covering a smaller share of a larger map keeps its loss under "positives", not under "mean"
+    big_l, big_t = torch.full((1, 1, 16, 12), -12.0), torch.zeros(1, 1, 16, 12)  # background: an easy negative
+    big_t[0, 0, :2, :2], big_l[0, 0, :2, :2] = 1.0, -3.0  # a missed 4-px lesion
+    small_l, small_t = big_l[..., :8, :6], big_t[..., :8, :6]
+    big_pos, small_pos = soft_focal(big_l, big_t, norm="positives"), soft_focal(small_l, small_t, norm="positives")
+    assert torch.allclose(big_pos, small_pos, rtol=1e-4)
+    assert soft_focal(big_l, big_t).item() < soft_focal(small_l, small_t).item()
+    with pytest.raises(ValueError, match="norm"):
+        soft_focal(logits, target, norm="sum")
