@@ -13,12 +13,17 @@
 4. Effects (DESIGN §11, :mod:`._us_effects`): per site, each arm's metrics as means over seeds and the paired
    effects semi − each baseline, with 95% CIs from a bootstrap over seeds × test cases; DeLong on the seed
    ensembles; the paper's claims decided on those CIs. ``powered`` generates the val and test sets apart
-   (:mod:`._us_data`), finished runs are reused (:mod:`._us_runs`), so seeds can be added later.
+   (:mod:`._us_data`).
+
+Every (seed, arm) is one ``breastssl train`` run of the ``us`` recipe in ``out_dir/arms/<arm>_s<seed>/``
+(:mod:`._us_arm_runs`), trained by the one scheduler (``jobs`` at a time, ``gpus`` handed out); the first run trains
+the detector the others reuse. Finished runs are reused, so seeds can be added later; a finished run made with other
+settings is trained again.
 5. ``report.html``, ``metrics.json``, ``predictions.csv``, ``detections.csv``, ``effects_arms.csv``,
    ``effects.csv``, ``claims.csv`` and ``us_model.pt`` (detector + teacher, for ``breastssl predict``) in ``out_dir``.
 
-Sets, detector, detection table, crops dataset and sampler, validation accuracy and the metrics are the ones
-``breastssl train`` uses for this method (:mod:`breastssl.run.recipes.us_stages`): one implementation of both.
+Sets, detector, detection table, crops dataset and sampler, validation accuracy and the metrics are the recipe's
+(:mod:`breastssl.run.recipes.us`, :mod:`~breastssl.run.recipes.us_stages`).
 """
 
 from __future__ import annotations
@@ -38,17 +43,11 @@ from ..errors import ConfigError
 from ..run.recipes.us_stages import (
     USCropConfig,
     USDetectorConfig,
-    arm_indices,
     basic_mask,
     classification_metrics,
-    crop_training_data,
-    detection_table,
-    detector_train_config,
     patient_uniform,
-    val_accuracy,
 )
-from ..run.recipes.us_stages import recognition_model as _recognition_model
-from ..run.recipes.us_stages import train_detector as _train_detector
+from ..run.recipes.us_stages import arm_batch as _arm_batch
 from ..strategies.mean_teacher import MeanTeacherConfig
 from ._us_data import USPoweredSpec
 
@@ -93,15 +92,9 @@ class USExperimentConfig(Section):
     noninferiority_margin: float = Field(0.02, ge=0, description="semi − sup_all claim holds when its CI > −margin")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     out_dir: str = "runs/us_mean_teacher"
-
-
-def _train_cfg(out: Path, steps: int, batch: int, optim: dict, seed: int, device: str, **extra: Any) -> Any:
-    from ..engine import TrainConfig
-
-    kw: dict[str, Any] = {"schedule": {"name": "constant"}, **extra}
-    quiet = {"progress": False, "tensorboard": False, "log_every": 50, "ckpt_every": 10**9, "keep_last": 1}
-    return TrainConfig(steps=steps, batch_size=batch, optim=optim, seed=seed, device=device, out_dir=str(out),
-                       **quiet, **kw)  # fmt: skip
+    jobs: int = Field(1, ge=1, description="runs trained at once, each a `breastssl train` process")
+    threads: int = Field(1, ge=1, description="torch threads of each run's process")
+    gpus: list[str] = Field([], description="GPU ids handed to concurrent runs (one each), e.g. ['0', '1']")
 
 
 def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -136,68 +129,9 @@ def load_data(cfg: USExperimentConfig, out: Path) -> tuple[pd.DataFrame, pd.Data
     return man, les, path.parent
 
 
-def train_detector(cfg: USExperimentConfig, man: pd.DataFrame, frames: dict, boxes: dict, out: Path) -> Any:
-    """Faster R-CNN on the basic set's frames (nodule boxes; frames without a nodule are negatives)."""
-    from ._us_runs import detector_key, fresh_dir
-
-    # resume: a rerun in the same out_dir (another recognition setting) reuses the finished detector; one made
-    # with other data or detector settings is deleted first
-    fresh_dir(out / "detector", detector_key(cfg))
-    tcfg = detector_train_config(cfg.detector, out / "detector", cfg.seeds[0], cfg.device)
-    return _train_detector(cfg.detector, man.loc[man["set"] == "basic", "image_id"].tolist(), frames, boxes, tcfg)
-
-
 def arm_batch(arm: str, r: USRecognitionConfig, tr: pd.DataFrame) -> tuple[int, int]:
-    """(labelled, unlabelled) crops per step of ``arm``.
-
-    The semi arm: ``round(f·B)`` labelled + the rest unlabelled. A supervised arm: B labelled, or, with
-    ``equal_labelled_exposure``, the semi arm's labelled count, so that at every step each arm has seen as
-    many labelled crops as the others (the semi arm's extra input is then only its unlabelled crops).
-    """
-    from ..data.labelled_sampler import labelled_per_batch
-
-    arm = arm.removesuffix("_ema")
-    _, semi_unl = arm_indices("semi", r, tr)
-    semi_lab = labelled_per_batch(r.batch_size, r.mean_teacher.labelled_fraction, len(semi_unl) > 0)
-    if arm == "semi":
-        return semi_lab, r.batch_size - semi_lab
-    return (semi_lab if r.equal_labelled_exposure else r.batch_size), 0
-
-
-def recognition_model(r: USRecognitionConfig) -> torch.nn.Module:
-    """The recognition network of ``r`` (one malignancy logit), freshly initialised from torch's RNG."""
-    return _recognition_model(r.model, r.width, r.dropout, r.backbone)
-
-
-def train_arm(arm: str, seed: int, cfg: USExperimentConfig, crops: dict, out: Path) -> tuple[Any, dict]:
-    """Train one arm's recognition network with early stopping; returns (the evaluation model, summary)."""
-    from ..run.early_stopping import fit_early_stopping
-    from ..strategies.mean_teacher import MeanTeacher
-
-    r = cfg.recognition
-    torch.manual_seed(seed)
-    model = recognition_model(r)
-    mt = r.mean_teacher
-    if arm != "semi":
-        # a supervised arm evaluates its student; its EMA control evaluates the EMA teacher (no consistency term)
-        mt = mt.model_copy(update={"consistency_weight": 0.0,
-                                   "evaluate_with": "teacher" if arm.endswith("_ema") else "student"})  # fmt: skip
-    strategy = MeanTeacher(model, None, mt)
-    tr = crops["train"]
-    lab_idx, unl_idx = arm_indices(arm, r, tr)
-    n_lab, n_unl = arm_batch(arm, r, tr)
-    # the semi arm's student and teacher get two independently augmented views; a supervised arm needs one
-    views = 2 if arm == "semi" else 1
-    ds, sampler = crop_training_data(crops["train_x"], tr, lab_idx, unl_idx, n_lab, n_unl, r, views, seed)
-    accuracy = val_accuracy(crops["val_x"], crops["val"]["label"].to_numpy(), cfg.threshold)
-    tcfg = _train_cfg(out / "runs" / f"{arm}_s{seed}", r.max_steps, n_lab + n_unl,
-                      {"name": "adam", "lr": r.lr, "weight_decay": 0.0}, seed, cfg.device)  # fmt: skip
-    # every arm counts evaluations from the same step (the semi arm's end of ramp-up), for a like-for-like stop
-    first = r.mean_teacher.first_counted_step
-    summary = fit_early_stopping(strategy, ds, tcfg, sampler, accuracy, r.eval_every, r.max_steps, first)
-    summary.update(n_labelled=len(lab_idx), n_unlabelled=len(unl_idx), labelled_per_step=n_lab,
-                   unlabelled_per_step=n_unl, labelled_seen=n_lab * summary["steps"])  # fmt: skip
-    return strategy.eval_model(), summary
+    """(labelled, unlabelled) crops per step of ``arm`` (``us_stages.arm_batch``)."""
+    return _arm_batch(arm, r.batch_size, r.mean_teacher.labelled_fraction, r.equal_labelled_exposure, r, tr)
 
 
 def summarise(preds: pd.DataFrame, det: pd.DataFrame, thr: float) -> dict[str, Any]:
@@ -225,38 +159,31 @@ def summarise(preds: pd.DataFrame, det: pd.DataFrame, thr: float) -> dict[str, A
 
 def run(cfg: USExperimentConfig) -> dict[str, Any]:
     """Run the whole experiment (see the module doc); returns the metrics dict."""
-    from ..data.us_crops import make_crops
-    from ..data.us_dataset import gt_boxes, gt_labels, load_frames
+    from ._runs import execute
+    from ._us_arm_runs import arm_specs, run_results, write_sets_manifest
     from ._us_effects import claims, effects_tables
-    from ._us_runs import run_arm_cached
 
     out = Path(cfg.out_dir)
     man, les, root = load_data(cfg, out)  # checks the sets before anything is written (a manifest given)
     out.mkdir(parents=True, exist_ok=True)
-    frames, boxes, labels = load_frames(man, root), gt_boxes(les), gt_labels(les)
-    det = train_detector(cfg, man, frames, boxes, out)
-    dt = detection_table(det, man, frames, boxes, labels)
-    train_sites = set(man.loc[man["set"].isin(["basic", "extended"]), "site"].astype(str))
+    specs = arm_specs(cfg, write_sets_manifest(man, les, root, out / "sets"), out)
+    done_before = {s.name for s in specs if s.done}
+    execute(specs, out / "configs", jobs=cfg.jobs, threads=cfg.threads, devices=cfg.gpus)
+    dt = pd.read_csv(specs[0].out_dir / "detections.csv", dtype={"image_id": str, "site": str})
+    train_sites = set(dt.loc[dt["set"].isin(["basic", "extended"]), "site"].astype(str))
     site = dt["site"].astype(str)
     tag = np.where(site.isin(train_sites), "test " + site, "independent " + site)
     dt["set_name"] = np.where(dt["set"] == "test", tag, dt["set"])
-    r = cfg.recognition
-    crops: dict[str, Any] = {}
-    parts = {"train": dt[dt["set"].isin(["basic", "extended"])], "val": dt[(dt["set"] == "val") & (dt["label"] >= 0)],
-             "test": dt[(dt["set"] == "test") & (dt["label"] >= 0)]}  # fmt: skip
-    for key, tab in parts.items():
-        crops[key] = tab.reset_index(drop=True)
-        crops[f"{key}_x"] = make_crops(frames, crops[key], r.crop_size, r.margin)
+    test = dt[(dt["set"] == "test") & (dt["label"] >= 0)].reset_index(drop=True)
     rows, runs = [], []
-    models: dict[tuple[str, int], Any] = {}
-    for seed in cfg.seeds:
-        for arm in cfg.arms:
-            model, summary, p = run_arm_cached(arm, seed, cfg, crops, out)
-            models[(arm, seed)] = model
-            runs.append({"arm": arm, "seed": seed, **summary})
-            t = crops["test"]
-            rows.append(pd.DataFrame({"image_id": t["image_id"], "set_name": t["set_name"], "label": t["label"],
-                                      "arm": arm, "seed": seed, "score": p}))  # fmt: skip
+    for spec, (seed, arm) in zip(specs, [(s, a) for s in cfg.seeds for a in cfg.arms], strict=True):
+        scores, summary = run_results(spec, seed, arm, spec.name in done_before)
+        if scores["image_id"].tolist() != test["image_id"].tolist():
+            raise ConfigError(f"{spec.out_dir}: its test predictions are not those of the detector's test crops")
+        runs.append(summary)
+        rows.append(
+            test[["image_id", "set_name", "label"]].assign(arm=arm, seed=seed, score=scores["score"].to_numpy())
+        )
     preds = pd.concat(rows, ignore_index=True)
     metrics = summarise(preds, dt, cfg.threshold)
     metrics["runs"] = runs
@@ -266,8 +193,12 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     metrics["claims"] = claims(metrics["effects"], cfg.noninferiority_margin)
     metrics["config"] = cfg.model_dump(mode="json")
     write_outputs(out, metrics, preds, dt)
-    if ("semi", cfg.seeds[0]) in models:
-        save_bundle(out / "us_model.pt", det, models[("semi", cfg.seeds[0])], cfg)
+    semi = [s for s, (_, a) in zip(specs, [(x, y) for x in cfg.seeds for y in cfg.arms], strict=True) if a == "semi"]
+    if semi:
+        from ..run.folder import load_run
+
+        loaded = load_run(semi[0].out_dir)
+        save_bundle(out / "us_model.pt", loaded.models["detector"], loaded.models["recognition"], cfg)
     return metrics
 
 

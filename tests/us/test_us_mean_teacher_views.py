@@ -8,13 +8,9 @@ import pytest
 import torch
 
 from breastssl.data.us_crops import CropAugment, CropDataset
-from breastssl.experiments._us_mean_teacher_impl import (
-    USExperimentConfig,
-    USRecognitionConfig,
-    arm_batch,
-    train_arm,
-)
+from breastssl.experiments._us_mean_teacher_impl import USExperimentConfig, USRecognitionConfig, arm_batch
 from breastssl.models import create_model
+from breastssl.run.recipes.us_stages import arm_indices, crop_training_data
 from breastssl.strategies.mean_teacher import MeanTeacher, MeanTeacherConfig
 
 S = 8
@@ -128,25 +124,20 @@ def test_arm_batch_shares():
 
 
 @pytest.mark.parametrize("equal", [True, False])
-def test_labelled_crops_seen_per_step_match_across_arms(tmp_path, monkeypatch, equal):
-    """Train every arm 4 steps and count the labelled crops in each batch the strategy's loss receives."""
-    seen: list[tuple[int, int]] = []
-    loss = MeanTeacher.loss
-
-    def counting(self, batch, step):
-        seen.append((int(batch["sup_cls"].sum()), len(batch["sup_cls"])))
-        return loss(self, batch, step)
-
-    monkeypatch.setattr(MeanTeacher, "loss", counting)
+def test_labelled_crops_per_batch_match_across_arms(equal):
+    """Each arm's batches (as the us recipe builds them from arm_indices / arm_batch): the labelled crops in every
+    batch are the same count for all arms under equal exposure; the semi arm's other crops are unlabelled."""
     cfg, crops = exposure_cfg(equal), tiny_crops()
-    per_arm, summaries = {}, {}
+    r, tr = cfg.recognition, crops["train"]
+    per_arm = {}
     for arm in ("semi", "sup_basic", "sup_all"):
-        seen.clear()
-        _, summaries[arm] = train_arm(arm, 0, cfg, crops, tmp_path / str(equal))
-        per_arm[arm] = list(seen)
-        assert len(seen) == 4  # one loss call per step
-    assert set(per_arm["semi"]) == {(4, 8)}  # 4 labelled + 4 unlabelled
+        lab_idx, unl_idx = arm_indices(arm, r, tr)
+        n_lab, n_unl = arm_batch(arm, r, tr)
+        ds, sampler = crop_training_data(crops["train_x"], tr, lab_idx, unl_idx, n_lab, n_unl, r,
+                                         2 if arm == "semi" else 1, 0)  # fmt: skip
+        batches = [b for _, b in zip(range(4), iter(sampler), strict=False)]
+        per_arm[arm] = {(int(sum(ds[i]["sup_cls"] for i in b)), len(b)) for b in batches}
+        assert all(set(b) <= set(lab_idx) | set(unl_idx) for b in batches)
+    assert per_arm["semi"] == {(4, 8)}  # 4 labelled + 4 unlabelled
     expected = {(4, 4)} if equal else {(8, 8)}
-    assert set(per_arm["sup_basic"]) == set(per_arm["sup_all"]) == expected
-    assert summaries["semi"]["labelled_per_step"] == 4 and summaries["semi"]["unlabelled_per_step"] == 4
-    assert summaries["sup_basic"]["labelled_seen"] == (16 if equal else 32) and summaries["semi"]["labelled_seen"] == 16
+    assert per_arm["sup_basic"] == per_arm["sup_all"] == expected

@@ -13,7 +13,6 @@ from breastssl.errors import ConfigError
 from breastssl.experiments._us_data import USPoweredSpec, ensure_us_data
 from breastssl.experiments._us_effects import claims, detection_cis, effects_tables
 from breastssl.experiments._us_mean_teacher_impl import USExperimentConfig, run
-from breastssl.experiments._us_runs import run_key
 from breastssl.metrics import roc_auc
 
 
@@ -94,13 +93,6 @@ def test_detection_cis_cover_the_mean_iou():
     assert 0.55 < r["ci_low"] < 0.6 < r["ci_high"] < 0.65 and r["hit_ci_low"] < r["hit_rate_iou_0.5"] < r["hit_ci_high"]
 
 
-def test_run_key_ignores_seeds_after_the_first_and_sees_the_recipe():
-    base = load_config(USExperimentConfig, None, ["seeds=[0, 1]"])
-    assert run_key(base) == run_key(base.model_copy(update={"seeds": [0, 1, 2, 3, 4], "n_boot": 50}))
-    assert run_key(base) != run_key(base.model_copy(update={"seeds": [1, 2]}))  # the detector's seed
-    assert run_key(base) != run_key(load_config(USExperimentConfig, None, ["seeds=[0, 1]", "recognition.lr=0.01"]))
-
-
 def test_smoke_powered_run_writes_the_effect_tables_and_reuses_runs(tmp_path):
     sets = [f"out_dir={tmp_path / 'exp'}", "synth_n=30", "basic_fraction=0.3", "detector.steps=2",
             "detector.freeze_steps=1", "recognition.max_steps=2", "recognition.eval_every=2",
@@ -119,3 +111,11 @@ def test_smoke_powered_run_writes_the_effect_tables_and_reuses_runs(tmp_path):
     again = run(load_config(USExperimentConfig, None, [*sets, "seeds=[0, 1, 2]"]))
     assert [r["reused"] for r in again["runs"]] == [True] * 6 + [False] * 3  # seeds 0, 1 loaded; seed 2 trained
     assert {r["seeds"] for r in again["effects"]["effects"]} == {3}
+    # each arm is a run folder of the us recipe; the first trained the detector, the others reuse it
+    from breastssl.run.config import run_config_of
+
+    assert run_config_of(out / "arms" / "sup_all_s2").detector.run == str(out / "arms" / "semi_s0")
+    assert (out / "arms" / "semi_s0" / "detector").is_dir() and not (out / "arms" / "sup_all_s2" / "detector").exists()
+    # another recipe in the same out_dir: the finished runs made with the old one are trained again
+    changed = run(load_config(USExperimentConfig, None, [*sets, "seeds=[0]", "recognition.lr=0.01"]))
+    assert [r["reused"] for r in changed["runs"]] == [False] * 3

@@ -41,6 +41,24 @@ class RecognitionConfig(USCropConfig):
     """Stage 2's crops and augmentation, and how often early stopping evaluates."""
 
     eval_every: int = Field(50, ge=1, description="steps between early-stopping evaluations on val (an 'epoch')")
+    arm: Literal["semi", "sup_basic", "sup_all"] = Field(
+        "semi", description="semi: the mean teacher (labelled basic + unlabelled extended crops); sup_basic / "
+        "sup_all: the paper's supervised baselines on the labelled basic / all labelled crops (strategy."
+        "consistency_weight must be 0; evaluate_with: student, or teacher for the EMA control)",
+    )  # fmt: skip
+    equal_labelled_exposure: bool = Field(
+        True, description="supervised arms: as many labelled crops per step as the semi arm's labelled share of "
+        "train.batch_size (false: a whole batch of labelled crops)",
+    )  # fmt: skip
+
+
+class DetectorConfig(USDetectorConfig):
+    """Stage 1: the detector's settings, or a finished run whose detector this run reuses."""
+
+    run: str | None = Field(
+        None, description="run folder of a finished run of this recipe with the same data and detector settings: "
+        "its weights/detector.pt is used instead of training one (the experiment's arms share one detector)",
+    )  # fmt: skip
 
 
 class ModelConfig(Section):
@@ -65,7 +83,7 @@ class RunConfig(RunConfigBase):
     """An ultrasound run (``strategy.name: mean_teacher``): detector, then recognition by mean teacher."""
 
     data: DataConfig = Field(default_factory=DataConfig)
-    detector: USDetectorConfig = Field(default_factory=USDetectorConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategy: MeanTeacherConfig = Field(default_factory=MeanTeacherConfig)
@@ -77,13 +95,35 @@ class RunConfig(RunConfigBase):
         if self.train.schedule.name == "cosine":
             raise ValueError("train.schedule.name: cosine does not fit early stopping (the loop runs in chunks); "
                              "use constant (the paper: Adam at 3e-3) or step")  # fmt: skip
+        if self.recognition.arm != "semi" and self.strategy.consistency_weight != 0:
+            raise ValueError(f"recognition.arm {self.recognition.arm} is a supervised baseline: set "
+                             "strategy.consistency_weight=0 (it has no unlabelled crops)")  # fmt: skip
         return self
 
 
+def _reused_detector(cfg: RunConfig) -> Any:
+    """The detector of the finished run ``detector.run``, checked to share this run's data and detector settings."""
+    from ...errors import ConfigError
+    from ..config import run_config_of
+    from ..folder import load_run
+
+    run = Path(str(cfg.detector.run))
+    if not (run / "weights" / "detector.pt").is_file():
+        raise ConfigError(f"detector.run {run}: no weights/detector.pt (not a finished run of the us recipe)")
+    theirs = run_config_of(run)
+    mine_d, their_d = cfg.detector.model_dump(exclude={"run"}), theirs.detector.model_dump(exclude={"run"})
+    if getattr(theirs, "family", None) != "us" or mine_d != their_d or theirs.data != cfg.data:
+        raise ConfigError(f"detector.run {run}: trained with other data or detector settings than this run")
+    return load_run(run).models["detector"].eval()
+
+
 def _detector(cfg: RunConfig, man: pd.DataFrame, frames: dict, boxes: dict, ctx: Any) -> Any:
-    """Stage 1 in ``<out_dir>/detector/`` (a finished detector is read back from its checkpoint)."""
+    """Stage 1 in ``<out_dir>/detector/`` (a finished detector is read back from its checkpoint), or the detector of
+    the run ``detector.run``."""
     from .us_stages import detector_train_config, train_detector
 
+    if cfg.detector.run:
+        return _reused_detector(cfg)
     ids = man.loc[man["set"] == "basic", "image_id"].tolist()
     t = cfg.train
     tcfg = detector_train_config(cfg.detector, Path(t.out_dir) / "detector", t.seed, t.device, progress=t.progress,
@@ -119,11 +159,11 @@ class USRecipe:
         """Data checked, the detector trained (not in a dry run), crops cut, the recognition network and its mean
         teacher; batches: ``image`` and ``image_teacher`` (B, 1, S, S) two views of each crop, ``label`` (B,),
         ``sup_cls`` (B,) 1 for the labelled basic crops, 0 for the unlabelled extended ones."""
-        from ...data.labelled_sampler import labelled_per_batch
         from ...data.us_dataset import gt_boxes, gt_labels, load_frames
         from ...errors import ConfigError, DataError
         from ...strategies import create_strategy
         from .us_stages import (
+            arm_batch,
             arm_indices,
             crop_training_data,
             detection_table,
@@ -146,27 +186,33 @@ class USRecipe:
             table = detection_table(det, man, frames, boxes, labels)
         train, train_x = _crops(frames, table[table["set"].isin(["basic", "extended"])], cfg.recognition)
         val, val_x = _crops(frames, table[(table["set"] == "val") & (table["label"] >= 0)], cfg.recognition)
-        lab_idx, unl_idx = arm_indices("semi", cfg.recognition, train)
-        if not len(unl_idx):
+        r, arm = cfg.recognition, cfg.recognition.arm
+        lab_idx, unl_idx = arm_indices(arm, r, train)
+        if arm == "semi" and not len(unl_idx):
             raise DataError(f"{cfg.data.manifest}: no extended-set crop reaches the detector score "
-                            f"recognition.min_score={cfg.recognition.min_score}: the mean teacher has no unlabelled "
+                            f"recognition.min_score={r.min_score}: the mean teacher has no unlabelled "
                             "crops (lower recognition.min_score or train the detector longer)")  # fmt: skip
-        batch = cfg.train.batch_size
-        n_lab = labelled_per_batch(batch, cfg.strategy.labelled_fraction, True)
+        if not len(lab_idx):
+            raise DataError(f"{cfg.data.manifest}: recognition.arm {arm} has no labelled training crop")
+        n_lab, n_unl = arm_batch(arm, cfg.train.batch_size, cfg.strategy.labelled_fraction,
+                                 r.equal_labelled_exposure, r, train)  # fmt: skip
         torch.manual_seed(cfg.train.seed)  # the recognition network's initial weights follow train.seed
         extra = {"pretrained": cfg.model.pretrained} if cfg.model.name == "classifier_segmenter" else {}
         model = recognition_model(cfg.model.name, cfg.model.width, cfg.model.dropout, cfg.model.backbone, **extra)
         strategy = create_strategy(cfg.strategy.name, model, None, cfg.strategy)
-        # two independently augmented views: the student's and the teacher's (the mean-teacher reference)
-        dataset, sampler = crop_training_data(train_x, train, lab_idx, unl_idx, n_lab, batch - n_lab,
-                                              cfg.recognition, 2, cfg.train.seed, ctx.rank, ctx.world_size)  # fmt: skip
+        # semi: two independently augmented views, the student's and the teacher's (the mean-teacher reference);
+        # a supervised arm trains its student alone, on one view
+        views = 2 if arm == "semi" else 1
+        dataset, sampler = crop_training_data(train_x, train, lab_idx, unl_idx, n_lab, n_unl, r, views,
+                                              cfg.train.seed, ctx.rank, ctx.world_size)  # fmt: skip
         summary = {
             **strategy.describe(),
             "images": {s: int((man["set"] == s).sum()) for s in SETS},
             "labelled_crops": len(lab_idx),
             "unlabelled_crops": len(unl_idx),
             "val_crops": len(val),
-            "per_step": {"labelled": n_lab, "unlabelled": batch - n_lab},
+            "arm": arm,
+            "per_step": {"labelled": n_lab, "unlabelled": n_unl},
             **notes,
         }
         state = {"frames": frames, "table": table, "detector": det,
@@ -204,6 +250,9 @@ class USRecipe:
         from ..early_stopping import predict_proba
 
         table = built.state["table"]
+        if ctx.is_main:  # the detector's top box on every image of every set, with its IoU (Table 2 over any set)
+            with atomic_file(Path(cfg.train.out_dir) / "detections.csv") as tmp:
+                table.to_csv(tmp, index=False)
         # every test image's detection counts for the IoU; the nodules with a class for the classification
         test, test_x = _crops(built.state["frames"], table[table["set"] == "test"], cfg.recognition)
         if not (test["label"] >= 0).any():  # training alone is a valid use; there is just nothing to evaluate

@@ -184,6 +184,23 @@ def arm_indices(arm: str, r: USCropConfig, tr: pd.DataFrame) -> tuple[np.ndarray
     return np.flatnonzero(labelled.to_numpy()), np.flatnonzero(unlabelled.to_numpy())
 
 
+def arm_batch(arm: str, batch_size: int, labelled_fraction: float, equal_exposure: bool, r: USCropConfig,
+              tr: pd.DataFrame) -> tuple[int, int]:  # fmt: skip
+    """(labelled, unlabelled) crops per step of ``arm`` (see :func:`arm_indices`) over the training crops ``tr``.
+
+    The semi arm: ``round(f·B)`` labelled + the rest unlabelled. A supervised arm: B labelled, or, with
+    ``equal_exposure``, the semi arm's labelled count, so that at every step each arm has seen as many labelled
+    crops as the others (the semi arm's extra input is then only its unlabelled crops).
+    """
+    from ...data.labelled_sampler import labelled_per_batch
+
+    _, semi_unl = arm_indices("semi", r, tr)
+    semi_lab = labelled_per_batch(batch_size, labelled_fraction, len(semi_unl) > 0)
+    if arm.removesuffix("_ema") == "semi":
+        return semi_lab, batch_size - semi_lab
+    return (semi_lab if equal_exposure else batch_size), 0
+
+
 def crop_training_data(
     crops: np.ndarray,
     tr: pd.DataFrame,
