@@ -79,7 +79,11 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
 
 
 def predict(run: str | Path, inputs: Sequence[str | Path], out: str | Path, device: str = "cpu", **options: Any):
-    """``breastssl predict --run``: files, folders or manifests in; predictions and overlays under ``out``."""
+    """``breastssl predict --run``: files, folders or manifests in; predictions and overlays under ``out``.
+
+    Options as the command's: ``top_slices``, ``batch_size``, ``overwrite``, and ``dicom_sr`` / ``dicom_seg`` (folders
+    for the DICOM SR and SEG exports of :mod:`breastssl.inference.clinical`).
+    """
     from .run.predict import predict_run
 
     return predict_run(run, inputs, out, device=device, **options)

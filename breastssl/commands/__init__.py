@@ -15,4 +15,5 @@ COMMANDS = [
     "label_reports",
     "export",
     "strategies",
+    "view",
 ]

@@ -6,8 +6,10 @@ Two kinds of model:
   module (``PREDICTORS``: modality → "module:function", called as ``function(model, inputs, out)``);
 - ``--run RUN``: a run folder of ``breastssl train`` (any method): its ``model.json`` names the family, whose
   predictor (``RUN_PREDICTORS``: family → "module:function") is called as
-  ``function(run, inputs, out, top_slices=, batch_size=, device=, overwrite=)`` (each takes what it needs);
-  a DBT run folder written before ``model.json`` existed is read through its ``config.yaml``.
+  ``function(run, inputs, out, top_slices=, batch_size=, device=, overwrite=, clinical=)`` (each takes what it
+  needs) through :func:`breastssl.run.predict.predict_run`, which also opens the ``--dicom-sr`` / ``--dicom-seg``
+  export folders (:mod:`breastssl.inference.clinical`); a DBT run folder written before ``model.json`` existed is
+  read through its ``config.yaml``.
 
 Add a family with one line in ``RUN_PREDICTORS``.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import typer
 
 from ..errors import UserError
-from ..run.predict import RUN_PREDICTORS, run_family
+from ..run.predict import RUN_PREDICTORS, predict_run, run_family
 from .common import console
 
 PREDICTORS = {
@@ -52,12 +54,22 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(None, "--model", help="trained model file (us: us_model.pt of the experiment)"),
         run: Path = typer.Option(None, "--run", help="a `breastssl train` run folder (any method)"),
         out: Path = typer.Option(Path("predictions"), "--out", "-o", help="output folder"),
-        top_slices: int = typer.Option(3, "--top-slices", help="dbt: heatmap PNGs of this many best slices per stack"),
+        top_slices: int = typer.Option(
+            3, "--top-slices", help="dbt: heatmap PNGs (and regions.csv regions) of this many best slices per stack"
+        ),
         batch_size: int = typer.Option(64, "--batch-size", help="dbt: slices per forward pass"),
         device: str = typer.Option("cpu", "--device", help="--run: torch device, e.g. cpu or cuda"),
-        overwrite: bool = typer.Option(False, "--overwrite", help="--run: replace an existing output folder"),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="--run: replace existing output folders (OUT, SR_OUT, SEG_OUT)"
+        ),
         onnx: Path = typer.Option(
             None, "--onnx", help="dbt: run this ONNX export of the run (`breastssl export`) with onnxruntime"
+        ),
+        dicom_sr: Path = typer.Option(
+            None, "--dicom-sr", help="--run, DICOM inputs: write one DICOM SR (TID 1500) of the findings per study here"
+        ),
+        dicom_seg: Path = typer.Option(
+            None, "--dicom-seg", help="--run dbt / mammo, DICOM inputs: one DICOM SEG (lesion probability) per image"
         ),
     ) -> None:
         """Predict on new images.
@@ -65,7 +77,9 @@ def register(app: typer.Typer) -> None:
         --run RUN (any method): DBT slice runs give slice/stack/breast/exam scores, predictions.json and heatmap
         PNGs of the top slices; mammography runs maps, masks and regions; ultrasound runs boxes with a malignancy
         probability; CoMoTo runs lesion boxes per DBT volume. Inputs are preprocessed exactly as the run was
-        trained. --model FILE (us, mg): model files of the experiments.
+        trained. Every --run family also writes views/, regions.csv and sources.csv (for `breastssl view`);
+        --dicom-sr / --dicom-seg export DICOM Structured Reports and Segmentations for a PACS.
+        --model FILE (us, mg): model files of the experiments.
         """
         if (model is None) == (run is None):
             raise UserError("give either --run RUN_DIR (any `breastssl train` run) or --model FILE (us, mg)")
@@ -76,7 +90,6 @@ def register(app: typer.Typer) -> None:
                                 f"{modality!r} does not apply (leave --modality out with --run)")  # fmt: skip
             if onnx is not None and family != "dbt":
                 raise UserError(f"--onnx runs an exported DBT slice run; {run} is a {family} run")
-            fn = _load(RUN_PREDICTORS[family])
             extra: dict[str, Any] = {}
             if onnx is not None:
                 if not onnx.is_file():
@@ -84,14 +97,20 @@ def register(app: typer.Typer) -> None:
                 from ..export import OnnxModel
 
                 extra["model"] = OnnxModel(onnx)
-            result = fn(run, list(inputs), out, top_slices=top_slices, batch_size=batch_size, device=device,
-                        overwrite=overwrite, **extra)  # fmt: skip
+            result = predict_run(run, list(inputs), out, device=device, dicom_sr=dicom_sr, dicom_seg=dicom_seg,
+                                 top_slices=top_slices, batch_size=batch_size, overwrite=overwrite,
+                                 **extra)  # fmt: skip
             if family == "dbt":
                 console.print(f"{len(result)} stacks of {result['exam_id'].nunique()} exams scored → {out}/")
                 console.print("  slices.csv, stacks.csv, breasts.csv, exams.csv, predictions.json, heatmaps/")
             else:
                 console.print(f"{family} run: {len(result)} predictions → {out / 'predictions.csv'}")
+            for flag, folder in (("DICOM SR", dicom_sr), ("DICOM SEG", dicom_seg)):
+                if folder is not None:
+                    console.print(f"  {flag}: {len(list(folder.glob('*.dcm')))} file(s) → {folder}/")
             return
+        if dicom_sr is not None or dicom_seg is not None:
+            raise UserError("--dicom-sr / --dicom-seg export the findings of a training run: use them with --run")
         if onnx is not None:
             raise UserError("--onnx runs an exported DBT run: give it with --run RUN_DIR")
         if modality is None:

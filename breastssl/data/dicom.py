@@ -217,6 +217,17 @@ def _slice_key(meta: dict[str, Any]) -> tuple[float, int]:
     return 0.0, meta["instance_number"]
 
 
+def series_in_slice_order(paths: Sequence[str | Path]) -> list[Path]:
+    """The files of a legacy series in the slice order :func:`read_series` gives them, from their headers alone
+    (no pixel decoding): slice ``k`` of the stack is file ``k`` of the list."""
+    keyed = []
+    for p in map(Path, paths):
+        with _malformed(p):
+            meta = header_meta(read_dataset(p, stop_before_pixels=True))
+        keyed.append((_slice_key(meta), p))
+    return [p for _, p in sorted(keyed, key=lambda t: t[0])]
+
+
 def read_series(paths: Sequence[str | Path], voi: bool = True) -> Image:
     """Read a legacy series (one slice per file) as one (D, H, W) stack.
 

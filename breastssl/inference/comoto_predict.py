@@ -11,7 +11,9 @@ FROC readings (:func:`froc_readings`): the BCS-DBT rule on coordinates scaled to
 coordinates (``raw_*``; on small synthetic images the rule's 100-px floor accepts any box in the right slices).
 
 ``predict_run`` writes OUT/``predictions.csv`` (:data:`VOLUME_COLUMNS`), ``overlays/<image_id>.png`` (the
-middle slice of the best box of each volume, its boxes drawn) and ``info.json``, atomically. Inputs are DBT
+middle slice of the best box of each volume, its boxes drawn), ``info.json`` and the views, ``regions.csv`` (one row
+per volume box: slice = its middle slice, slice_first … slice_last its range) and ``sources.csv`` of
+:mod:`breastssl.inference.findings` (a volume's score: its best box's), atomically. Inputs are DBT
 volumes (``dbt_predict.collect_stacks``); a teacher run (a mammography detector) is applied to them the same way,
 slice by slice.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,6 @@ def native_loader(size: tuple[int, int], root: str | Path = ".") -> Loader:
     return load
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 def write_overlay(stack: np.ndarray, pred: pd.DataFrame, scale: tuple[float, float], path: Path, top: int = 5) -> None:
     """PNG of the middle slice of the best box of a volume (stack (D, H, W) at model size), with the (at most
     ``top``) boxes whose slice range covers it drawn in model pixels and labelled by score."""
@@ -164,13 +161,16 @@ def predict_run(
     device: str = "cpu",
     overwrite: bool = False,
     batch_size: int = 64,
+    clinical: Any = None,
     **_: Any,
 ) -> pd.DataFrame:
     """Lesion boxes per DBT volume of ``inputs`` (DICOM folders / files or manifests, as ``breastssl predict``
-    takes them) with a ``comoto`` run's detector; writes OUT (module doc) and returns the predictions."""
+    takes them) with a ``comoto`` run's detector; writes OUT (module doc) and returns the predictions.
+    ``clinical``: the DICOM exports to write with OUT (:mod:`breastssl.inference.clinical`; SR only), or None."""
     from ..fsutil import atomic_dir
     from ..run.folder import load_family_run
     from .dbt_predict import collect_stacks
+    from .findings import FindingsWriter, safe_name
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be ≥ 1 (got {batch_size})")
@@ -179,6 +179,8 @@ def predict_run(
     size = (int(card["input"]["size"][0]), int(card["input"]["size"][1]))
     merge = card.get("outputs", {}).get("merge", {})
     table, ignored = collect_stacks([Path(p) for p in inputs])
+    if clinical is not None:
+        clinical.check(table["path"])
     native = native_loader(size)
 
     def load(row: dict) -> tuple[np.ndarray, tuple[float, float]]:
@@ -189,10 +191,12 @@ def predict_run(
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "overlays").mkdir()
+        findings = FindingsWriter(tmp)
 
         def overlay(row: dict, stack: np.ndarray, scale: tuple[float, float], pred: pd.DataFrame) -> None:
             if len(pred):  # a volume without any box has nothing to show
-                write_overlay(stack, pred, scale, tmp / "overlays" / f"{_safe(str(row['image_id']))}.png")
+                write_overlay(stack, pred, scale, tmp / "overlays" / f"{safe_name(str(row['image_id']))}.png")
+            record(findings, row, stack, scale, pred)
 
         pred = score_volumes(loaded.model, table.to_dict("records"), load, float(merge.get("iou", 0.3)),
                              int(merge.get("max_gap", 1)), int(merge.get("max_per_volume", 20)), batch_size,
@@ -200,6 +204,26 @@ def predict_run(
         pred.to_csv(tmp / "predictions.csv", index=False)
         info = {"run": str(loaded.run_dir.resolve()), "checkpoint": str(loaded.checkpoint),
                 "strategy": card.get("strategy"), "input_size": list(size), "merge": merge,
-                "volumes": len(table), "ignored_inputs": ignored}  # fmt: skip
+                "volumes": len(table), "ignored_inputs": ignored, "family": "comoto", "modality": "DBT"}  # fmt: skip
         (tmp / "info.json").write_text(json.dumps(info, indent=1))
+        findings.close()
+        if clinical is not None:
+            clinical.write(tmp)
     return pred
+
+
+def record(findings: Any, row: dict, stack: np.ndarray, scale: tuple[float, float], pred: pd.DataFrame) -> None:
+    """A volume's view and its volume boxes (stored pixels in ``pred``; ``scale`` = (sx, sy) model per stored pixel)
+    for :class:`~breastssl.inference.findings.FindingsWriter`."""
+    from .findings import stored_shape
+    from .geometry import make_geometry
+
+    series = row.get("series_uid") if isinstance(row.get("series_uid"), str) else None
+    g = make_geometry(stored_shape(Path(str(row["path"])), series), stack.shape[-2:])  # DBT stacks: resized only
+    best = float(pred["Score"].max()) if len(pred) else float("nan")
+    findings.add_image({**row, "modality": "DBT"}, stack, None, g, best)
+    sx, sy = scale
+    model = pred[["X", "Y", "Width", "Height"]].to_numpy(float).reshape(-1, 4) * [sx, sy, sx, sy]
+    z, depth = pred["Z"].to_numpy(int), pred["Depth"].to_numpy(int)
+    slices = [(int(a + (d - 1) // 2), int(a), int(a + d - 1)) for a, d in zip(z, depth, strict=True)]
+    findings.add_boxes(str(row["image_id"]), model, pred["Score"].to_numpy(float), slices)

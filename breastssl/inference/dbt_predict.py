@@ -9,7 +9,9 @@ exam with the run's ``eval.aggregation`` / ``eval.topk`` (DESIGN §5.1: units ar
 - ``slices.csv`` (image_id, slice, score), ``stacks.csv``, ``breasts.csv``, ``exams.csv``;
 - ``predictions.json``: exam → breasts → stacks (with their top slices), plus the run and model;
 - ``heatmaps/<image_id>_slice<k>.png``: the ``top_slices`` best slices of each stack in grey with the
-  segmentation head's probability map in colour, titled with the slice score.
+  segmentation head's probability map in colour, titled with the slice score;
+- ``views/<image_id>.npz``, ``regions.csv``, ``sources.csv`` (:mod:`breastssl.inference.findings`): every slice as
+  the model saw it with its probability map, and the regions (p ≥ 0.5, 8-connected) of the top slices' maps.
 
 Everything is written into a temporary folder renamed to OUT at the end, so a failed run leaves nothing.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,17 @@ def _tensor(value: Any) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _seg_maps(model: Any, slices: np.ndarray, device: Any) -> np.ndarray | None:
-    """(K, H, W) slices → (K, H, W) lesion probabilities of the segmentation head, None without one."""
-    out = model(torch.from_numpy(np.ascontiguousarray(slices))[:, None].to(device))
-    if SEG_KEY not in out:
-        return None
-    return torch.sigmoid(_tensor(out[SEG_KEY]))[:, 0].cpu().numpy()
+def _seg_maps(model: Any, slices: np.ndarray, device: Any, batch_size: int = 64) -> np.ndarray | None:
+    """(K, H, W) slices → (K, H, W) lesion probabilities of the segmentation head (``batch_size`` slices per
+    forward pass), None without one."""
+    parts = []
+    for start in range(0, len(slices), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(slices[start : start + batch_size]))[:, None].to(device)
+        out = model(x)
+        if SEG_KEY not in out:
+            return None
+        parts.append(torch.sigmoid(_tensor(out[SEG_KEY]))[:, 0].cpu().numpy())
+    return np.concatenate(parts) if parts else None
 
 
 def _overlay(image: np.ndarray, prob: np.ndarray | None, title: str, path: Path) -> None:
@@ -243,10 +249,6 @@ def _overlay(image: np.ndarray, prob: np.ndarray | None, title: str, path: Path)
     canvas.save(path, format="PNG")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 # ---- the command -------------------------------------------------------------------------------------
 
 
@@ -260,14 +262,17 @@ def predict_dbt(
     device: str = "cpu",
     model: Any = None,
     overwrite: bool = False,
+    clinical: Any = None,
 ) -> pd.DataFrame:
     """Score the DBT stacks of ``inputs`` with the run's model; write OUT (see module docstring).
 
     Returns the stack table (one row per stack: ids, laterality, view, path, ``score``, ``top_slices``).
+    ``clinical``: the DICOM exports to write with OUT (:mod:`breastssl.inference.clinical`), or None.
     """
     from ..data.dbt_slices import StackStore
     from ..fsutil import atomic_dir
     from ..metrics import to_level
+    from .findings import FindingsWriter
 
     if top_slices < 0 or batch_size < 1:
         raise UserError(f"--top-slices must be ≥ 0 and --batch-size ≥ 1 (got {top_slices}, {batch_size})")
@@ -275,6 +280,8 @@ def predict_dbt(
         raise UserError(f"--device {device}: CUDA is not available on this machine")
     net, cfg, info = load_run(run, device, model)
     table, ignored = collect_stacks(inputs)
+    if clinical is not None:
+        clinical.check(table["path"])
     size = tuple(cfg.data.image_size)
     # a caller's model may not be an nn.Module: move / switch modes only what can be
     in_device = device if model is None or hasattr(net, "to") else "cpu"
@@ -283,8 +290,9 @@ def predict_dbt(
     store = StackStore(table, Path("."), size, cache_mb=1.0)  # each stack is read once: keep only the current one
     # entered before scoring, so an occupied OUT fails at once; any failure below leaves no OUT
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        findings = FindingsWriter(tmp)
         slices, tops = _score_all(
-            net, store, table, tmp / "heatmaps", top_slices, batch_size, in_device, info["logit_shift"]
+            net, store, table, tmp / "heatmaps", top_slices, batch_size, in_device, info["logit_shift"], findings
         )
         method, k = cfg.eval.aggregation, cfg.eval.topk
         stacks = table[STACK_COLUMNS].merge(to_level(slices, table, "stack", method, k), on="image_id", how="left")
@@ -293,9 +301,13 @@ def predict_dbt(
         exams = to_level(slices, table, "exam", method, k)
         for name, df in {"slices": slices, "stacks": stacks, "breasts": breasts, "exams": exams}.items():
             df.to_csv(tmp / f"{name}.csv", index=False)
+        findings.set_scores(dict(zip(stacks["image_id"], stacks["score"], strict=True)))
+        findings.close()
         info.update(aggregation_steps=str(exams["aggregation"].iloc[0]), ignored_inputs=ignored)
-        doc = {**info, "exams": _tree(exams, breasts, stacks, tops)}
+        doc = {**info, "family": "dbt", "modality": "DBT", "exams": _tree(exams, breasts, stacks, tops)}
         (tmp / "predictions.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+        if clinical is not None:
+            clinical.write(tmp)
     return stacks
 
 
@@ -308,28 +320,43 @@ def _score_all(
     batch_size: int,
     device: Any,
     logit_shift: float = 0.0,
+    findings: Any = None,
 ) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
     """Slice scores of every stack of ``table`` (image_id, slice, score), and per stack its top slices
-    (slice, score, heatmap PNG path relative to OUT), whose overlays are written into ``heatmaps``."""
+    (slice, score, heatmap PNG path relative to OUT), whose overlays are written into ``heatmaps``.
+
+    ``findings`` (a :class:`~breastssl.inference.findings.FindingsWriter`) gets every stack's view and the regions
+    of its top slices' probability maps."""
+    from .findings import DBT_MAP_THRESHOLD, safe_name, stored_shape
+    from .geometry import make_geometry
+
     heatmaps.mkdir(parents=True)
     was_training = bool(getattr(net, "training", False))
     if hasattr(net, "eval"):  # a caller's model may not be an nn.Module
         net.eval()
     parts, tops = [], {}
     try:
-        for image_id, n, path in table[["image_id", "n_slices", "path"]].itertuples(index=False):
+        for row in table.to_dict("records"):
+            image_id, n, path = row["image_id"], row["n_slices"], row["path"]
             stack = store.stack(image_id)
             if stack.shape[0] != int(n):
                 raise DataError(f"{path}: the stack has {stack.shape[0]} slices, the manifest says n_slices={n}")
             scores = stack_scores(net, stack, batch_size, device, logit_shift).numpy()
             parts.append(pd.DataFrame({"image_id": image_id, "slice": np.arange(len(scores)), "score": scores}))
             best = np.argsort(-scores, kind="stable")[:top_slices]
-            probs = _seg_maps(net, stack[best], device) if len(best) else None
+            # every slice's map: the view holds the whole stack (and a DICOM SEG needs each frame)
+            probs = _seg_maps(net, stack, device, batch_size)
+            if findings is not None:
+                series = row.get("series_uid") if isinstance(row.get("series_uid"), str) else None
+                g = make_geometry(stored_shape(Path(path), series), stack.shape[-2:])  # DBT stacks: resized only
+                findings.add_image({**row, "modality": "DBT"}, stack, probs, g)
+                for z in best if probs is not None else []:
+                    findings.add_map_regions(image_id, probs[z], int(z), DBT_MAP_THRESHOLD)
             tops[image_id] = []
-            for j, z in enumerate(best):
-                rel = f"heatmaps/{_safe(image_id)}_slice{int(z):03d}.png"
+            for z in best:
+                rel = f"heatmaps/{safe_name(image_id)}_slice{int(z):03d}.png"
                 title = f"{image_id} slice {int(z)}  score {scores[z]:.3f}"
-                _overlay(stack[z], None if probs is None else probs[j], title, heatmaps.parent / rel)
+                _overlay(stack[z], None if probs is None else probs[z], title, heatmaps.parent / rel)
                 tops[image_id].append({"slice": int(z), "score": float(scores[z]), "heatmap": rel})
     finally:
         if was_training and hasattr(net, "train"):

@@ -14,6 +14,7 @@ the region's maximum probability) and the image score (the map's maximum).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def predict_images(
     device: str | torch.device = "cpu",
     crf: CRFParams | None = None,
     min_area: int = 1,
+    on_image: Callable[[Path, dict[str, Any], np.ndarray, Any, np.ndarray], None] | None = None,
 ) -> pd.DataFrame:
     """Run ``model`` (eval mode) on every image file; write maps, masks and ``predictions.csv`` into ``out``.
 
@@ -70,7 +72,8 @@ def predict_images(
     is its own contralateral partner. Per image: ``<stem>_prob.npy`` (H, W) float32 probabilities, ``<stem>_mask.png``
     (the dense-CRF mask of the regions the map supports at ``threshold``; ``crf`` default: the default CRF in this
     process); ``predictions.csv``: one row per region (:func:`region_rows`) with ``image``, ``image_score`` (the
-    map's maximum) and ``mask_pixels``.
+    map's maximum) and ``mask_pixels``. ``on_image(file, reader meta, prepared image (H, W), its
+    :class:`~breastssl.data.preprocess.Geometry`, probabilities (H, W))`` is called for every image.
     """
     from PIL import Image
 
@@ -82,13 +85,16 @@ def predict_images(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for f in files:
-        arr, _ = prepare(read_image(f), size)
+        image = read_image(f)
+        arr, geo = prepare(image, size)
         x = torch.from_numpy(np.clip(arr, 0, 1))[None, None].to(device)
         with torch.no_grad():
             prob = torch.sigmoid(model(x)["mask_logits"].float())[0, 0].cpu().numpy()
         mask = lesion_masks(prob[None], arr[None], params, min_area, threshold)[0]
         np.save(out / f"{f.stem}_prob.npy", prob.astype(np.float32))
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{f.stem}_mask.png")
+        if on_image is not None:
+            on_image(f, image.meta, np.clip(arr, 0, 1), geo, prob)
         base = {"image": str(f), "image_score": float(prob.max()), "mask_pixels": int(mask.sum())}
         rows += region_rows(prob, threshold, base)
     df = pd.DataFrame(rows)

@@ -10,7 +10,8 @@ Two sources of the two networks, one prediction code (:func:`predict_frames`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,15 @@ def predict_frames(
     score_threshold: float = 0.5,
     max_boxes: int = 3,
     threshold: float = 0.5,
+    on_image: Callable[[Path, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> pd.DataFrame:
     """Boxes with a malignancy probability for each ultrasound image file (DICOM, .npy, PNG/JPEG), + overlay PNGs.
 
     Every box with a detector score ≥ ``score_threshold`` (at most ``max_boxes``; the top box when none reaches
     it) is cropped as in training (``crop_size``, ``margin``) and scored by the recognition network (eval mode,
     on its device). Writes ``out/predictions.csv`` (:data:`COLUMNS`) and ``out/overlays/<name>.png`` (red:
-    p ≥ ``threshold``, green otherwise); returns the table.
+    p ≥ ``threshold``, green otherwise); returns the table. ``on_image(file, frame (H, W), boxes (K, 4) xyxy,
+    detector scores (K,), malignancy probabilities (K,))`` is called for every image.
     """
     from PIL import Image, ImageDraw
 
@@ -109,6 +112,8 @@ def predict_frames(
     for f in files:
         frame = read_frame(f)  # (H, W) grey in [0, 1]
         boxes, scores, probs = score_frame(det, recog, frame, crop_size, margin, score_threshold, max_boxes)
+        if on_image is not None:
+            on_image(f, frame, boxes, scores, probs)
         rgb = Image.fromarray((np.clip(frame, 0, 1) * 255).astype(np.uint8)).convert("RGB")
         draw = ImageDraw.Draw(rgb)
         for b, sc, p in zip(boxes, scores, probs, strict=True):
@@ -141,15 +146,22 @@ def predict_run(
     overwrite: bool = False,
     score_threshold: float = 0.5,
     max_boxes: int = 3,
+    clinical: Any = None,
     **_: Any,
 ) -> pd.DataFrame:
     """:func:`predict_frames` with the detector and recognition network of a ``breastssl train`` run folder.
 
-    ``out`` appears complete or not at all (an existing non-empty ``out`` needs ``overwrite``). Other keywords of
-    ``breastssl predict`` (``top_slices``, ``batch_size``) are for other families and ignored.
+    ``out`` appears complete or not at all (an existing non-empty ``out`` needs ``overwrite``). Besides
+    ``predictions.csv`` and the overlays it holds the views, ``regions.csv`` (one row per box, score = the malignancy
+    probability, ``det_score`` the detector's) and ``sources.csv`` of :mod:`breastssl.inference.findings`
+    (image_id = the file's stem; the image score = its boxes' highest probability) and ``predictions.json``.
+    ``clinical``: the DICOM exports to write with OUT (:mod:`breastssl.inference.clinical`; SR only), or None.
+    Other keywords of ``breastssl predict`` (``top_slices``, ``batch_size``) are for other families and ignored.
     """
     from ..fsutil import atomic_dir
     from ..run.folder import load_family_run
+    from .findings import FindingsWriter
+    from .geometry import make_geometry
 
     loaded = load_family_run(run, "us", device)
     if not {"detector", "recognition"} <= set(loaded.models):
@@ -158,8 +170,38 @@ def predict_run(
     files = image_files(inputs)
     if not files:
         raise UserError(f"no image files in {', '.join(map(str, inputs))}")
+    if clinical is not None:
+        clinical.check(files)
     pre, outputs = loaded.card["preprocessing"], loaded.card.get("outputs", {})
+    threshold = float(outputs.get("threshold", 0.5))
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        return predict_frames(loaded.models["detector"], loaded.models["recognition"], files, tmp,
-                              int(pre["crop_size"]), float(pre["crop_margin"]), score_threshold, max_boxes,
-                              float(outputs.get("threshold", 0.5)))  # fmt: skip
+        findings = FindingsWriter(tmp)
+
+        def record(f: Path, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray, probs: np.ndarray) -> None:
+            source = {"image_id": f.stem, "exam_id": None, "laterality": _laterality(f), "view": "US",
+                      "modality": "US", "path": str(f), "n_slices": 1}  # fmt: skip
+            best = float(np.max(probs)) if len(probs) else float("nan")
+            # the detector sees the stored frame: model frame = source frame
+            findings.add_image(source, frame, None, make_geometry(frame.shape[-2:]), best)
+            xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]) if len(boxes) else np.zeros((0, 4))
+            findings.add_boxes(f.stem, xywh, probs, extra={"det_score": [float(s) for s in scores]})
+
+        df = predict_frames(loaded.models["detector"], loaded.models["recognition"], files, tmp,
+                            int(pre["crop_size"]), float(pre["crop_margin"]), score_threshold, max_boxes, threshold,
+                            on_image=record)  # fmt: skip
+        findings.close()
+        info = {"run": str(loaded.run_dir.resolve()), "checkpoint": str(loaded.checkpoint), "family": "us",
+                "modality": "US", "strategy": loaded.card.get("strategy"), "threshold": threshold,
+                "score_threshold": score_threshold, "max_boxes": max_boxes}  # fmt: skip
+        (tmp / "predictions.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+        if clinical is not None:
+            clinical.write(tmp)
+        return df
+
+
+def _laterality(path: Path) -> str:
+    """L or R from a DICOM file's laterality tags; U (unknown) otherwise, as ingest says for ultrasound."""
+    from ..data.dicom_meta import laterality_from_tags
+    from ..data.dicom_pixels import is_dicom_file, read_dataset
+
+    return (laterality_from_tags(read_dataset(path, stop_before_pixels=True)) if is_dicom_file(path) else None) or "U"

@@ -1,7 +1,10 @@
 """Predicting with any run folder: the table of predictors per method family (``breastssl predict --run``).
 
-Each predictor is called as ``function(run, inputs, out, top_slices=, batch_size=, device=, overwrite=)`` and
-takes what it needs (``**_`` for the rest); it returns a DataFrame and writes its files under ``out``.
+Each predictor is called as ``function(run, inputs, out, top_slices=, batch_size=, device=, overwrite=,
+clinical=)`` and takes what it needs (``**_`` for the rest); it returns a DataFrame and writes its files under
+``out``: its own tables, and the views, regions and sources of :mod:`breastssl.inference.findings`. ``clinical``
+(:class:`breastssl.inference.clinical.ClinicalOutputs`, or None) asks for the DICOM SR / SEG exports: the predictor
+calls its ``check(paths)`` once it knows its inputs and its ``write(tmp_out)`` inside its atomic write of ``out``.
 """
 
 from __future__ import annotations
@@ -42,9 +45,26 @@ def run_family(run: str | Path) -> str:
 
 
 def predict_run(
-    run: str | Path, inputs: Sequence[str | Path], out: str | Path, device: str = "cpu", **options: Any
+    run: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    device: str = "cpu",
+    dicom_sr: str | Path | None = None,
+    dicom_seg: str | Path | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
-    """Run the trained model of ``run`` on ``inputs`` (files, folders or manifests); files go under ``out``."""
+    """Run the trained model of ``run`` on ``inputs`` (files, folders or manifests); files go under ``out``.
+
+    ``dicom_sr`` / ``dicom_seg``: folders for one DICOM Structured Report per study / one DICOM Segmentation per
+    source image (DICOM inputs only; SEG only for families with a segmentation head), written atomically with
+    ``out`` (an existing folder needs ``overwrite=True``).
+    """
+    from ..inference.clinical import clinical_outputs
+    from .folder import run_dir_of
+
     family = run_family(run)
     fn = load_function(RUN_PREDICTORS[family])
-    return fn(Path(run), [Path(p) for p in inputs], Path(out), device=device, **options)
+    sr, seg = (Path(p) if p is not None else None for p in (dicom_sr, dicom_seg))
+    name = run_dir_of(run)[0].resolve().name
+    with clinical_outputs(name, family, Path(out), sr, seg, bool(options.get("overwrite", False))) as clinical:
+        return fn(Path(run), [Path(p) for p in inputs], Path(out), device=device, clinical=clinical, **options)
