@@ -170,3 +170,7 @@ def predict_demo(runs: Path, out: Path) -> None:
         "  highest exam scores: " + ", ".join(f"{r.exam_id} {r.score:.2f}" for r in exams.head(3).itertuples())
     )
     console.print(f"  heatmaps of the top slices: {target}/heatmaps/")
+    from ..reports.viewer import build_viewer
+
+    viewer = build_viewer(target, overwrite=True)
+    console.print(f"  study viewer (open in a browser): {viewer.path}")
