@@ -107,8 +107,9 @@ class DeviceAugment:
         """
         dev = images.device
         p = {k: t.to(dev) for k, t in params.items()}
-        x = images.float()
-        m = masks.float() if masks is not None else None
+        # one copy of the batch, updated in place below (index_copy_ of the samples each op touches)
+        x = images.to(torch.float32, copy=True)
+        m = masks.to(torch.float32, copy=True) if masks is not None else None
 
         # geometry: image and mask together
         x, m = _where_flip(p["hflip"], x, m, -1)
@@ -116,24 +117,21 @@ class DeviceAugment:
         if bool(p["rotate"].any()):
             idx = p["rotate"].nonzero().squeeze(1)  # rotate only the samples that drew it: the costliest op
             xr, mr = rotate(x[idx], m[idx] if m is not None else None, p["angle"][idx])
-            x = x.index_copy(0, idx, xr)
+            x.index_copy_(0, idx, xr)
             if m is not None:
-                m = m.index_copy(0, idx, mr)
+                m.index_copy_(0, idx, mr)
 
-        # photometry: image only
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)  # per image, after the geometry, as the reference
-        bc = (x - mean) * _col(p["factor"], x) + mean + _col(p["shift"], x)
-        x = torch.where(_col(p["bc"], x), bc, x)
-        x = _on_subset(p["clahe"], x, clahe)
-        if bool(p["sharpen"].any()):
-            idx = p["sharpen"].nonzero().squeeze(1)
-            x = x.index_copy(0, idx, sharpen(x[idx], p["amount"][idx]))
+        # photometry: image only. Every op touches only the samples that drew it (index, compute, index_copy):
+        # on a CPU a masked torch.where over the whole batch costs more than the op itself
+        x = _on_subset(p["bc"], x, lambda v, i: _brightness_contrast(v, p["factor"][i], p["shift"][i]))
+        x = _on_subset(p["clahe"], x, lambda v, i: clahe(v))
+        x = _on_subset(p["sharpen"], x, lambda v, i: sharpen(v, p["amount"][i]))
         if bool(p["noise"].any()):
             z = noise.to(dev, x.dtype) if noise is not None else _normals(p["noise_seed"], p["noise"], x)
-            x = torch.where(_col(p["noise"], x), x + self.cfg.noise_std * z, x)
-        x = x.clamp(0.0, 1.0)
-        solar = _col(p["solarize"], x) & (x > self.cfg.solarize_threshold)
-        x = torch.where(solar, 1.0 - x, x)
+            x = _on_subset(p["noise"], x, lambda v, i: v + self.cfg.noise_std * z[i])
+        x = x.clamp_(0.0, 1.0)
+        t = self.cfg.solarize_threshold
+        x = _on_subset(p["solarize"], x, lambda v, i: torch.where(v > t, 1.0 - v, v))
         return x, m
 
 
@@ -141,25 +139,31 @@ def rotate(images: Tensor, masks: Tensor | None, degrees: Tensor) -> tuple[Tenso
     """Rotate (N, 1, H, W) images (bilinear) and masks (nearest) by ``degrees`` (N,) about the centre, zero fill.
 
     The sampling grid is ``scipy.ndimage.rotate``'s (axes (1, 0), ``reshape=False``): output pixel (y, x) reads the
-    input at R·((y, x) − c) + c with R = [[cos, sin], [−sin, cos]] and c = ((H − 1) / 2, (W − 1) / 2), computed in
-    float64 so the positions agree with scipy's to rounding. With ``align_corners=True`` pixel centres 0 and W − 1
+    input at R·((y, x) − c) + c with R = [[cos, sin], [−sin, cos]] and c = ((H − 1) / 2, (W − 1) / 2); its row and
+    column parts in float64, their sum in the images' dtype (positions agree with scipy's to float32 rounding).
+    With ``align_corners=True`` pixel centres 0 and W − 1
     sit at −1 and 1; points outside the image get 0, as with scipy's ``mode="constant"``.
     """
     n, _, h, w = images.shape
-    rad = torch.deg2rad(degrees.to(images.device, torch.float64))
+    dev = images.device
+    rad = torch.deg2rad(degrees.to(dev, torch.float64))
     cos, sin = torch.cos(rad)[:, None, None], torch.sin(rad)[:, None, None]  # (N, 1, 1)
-    ys = torch.arange(h, device=images.device, dtype=torch.float64)[:, None] - (h - 1) / 2  # (H, 1)
-    xs = torch.arange(w, device=images.device, dtype=torch.float64)[None, :] - (w - 1) / 2  # (1, W)
-    iy = cos * ys + sin * xs + (h - 1) / 2  # (N, H, W) input row of each output pixel
-    ix = -sin * ys + cos * xs + (w - 1) / 2
-    # normalised (x, y) for grid_sample; a 1-pixel axis maps to its only centre
-    gx = ix * (2.0 / (w - 1)) - 1.0 if w > 1 else torch.zeros_like(ix)
-    gy = iy * (2.0 / (h - 1)) - 1.0 if h > 1 else torch.zeros_like(iy)
-    grid = torch.stack([gx, gy], dim=-1).to(images.dtype)  # (N, H, W, 2)
+    ys = torch.arange(h, device=dev, dtype=torch.float64)[:, None] - (h - 1) / 2  # (H, 1)
+    xs = torch.arange(w, device=dev, dtype=torch.float64)[None, :] - (w - 1) / 2  # (1, W)
+    # grid_sample's normalised input position of each output pixel, (gx, gy) = (ix, iy) · 2 / (size − 1) − 1, is a
+    # row term plus a column term per sample: both are computed in float64 on (N, H, 1) / (N, 1, W), and only their
+    # sum is formed at full size, in float32 straight into the grid (full-size float64 temporaries cost ~8× the
+    # sampling itself on a CPU; the sum's rounding, ~1e-4 px at 900 px, is below the bilinear tolerance)
+    sx, sy = (2.0 / (w - 1) if w > 1 else 0.0), (2.0 / (h - 1) if h > 1 else 0.0)  # a 1-px axis: its only centre
+    grid = torch.empty(n, h, w, 2, device=dev, dtype=images.dtype)
+    torch.add((-sin * ys * sx).to(images.dtype), (cos * xs * sx).to(images.dtype), out=grid[..., 0])
+    torch.add((cos * ys * sy).to(images.dtype), (sin * xs * sy).to(images.dtype), out=grid[..., 1])
     # scipy's mode="constant" gives cval to every point outside [0, size - 1], where grid_sample's zero padding
     # would still blend the edge pixel with zero: outside points are zeroed explicitly
-    inside = ((iy >= 0) & (iy <= h - 1) & (ix >= 0) & (ix <= w - 1)).unsqueeze(1)  # (N, 1, H, W)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True) * inside
+    # (moved far outside instead of masking the outputs: zero padding then gives exactly 0, images and masks alike)
+    outside = (grid[..., 0].abs() > 1.0) | (grid[..., 1].abs() > 1.0)  # (N, H, W)
+    grid.masked_fill_(outside.unsqueeze(-1), -4.0)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     out_m = None
     if masks is not None:
         out_m = torch.zeros_like(masks)
@@ -167,7 +171,7 @@ def rotate(images: Tensor, masks: Tensor | None, degrees: Tensor) -> tuple[Tenso
         if len(some):
             moved = F.grid_sample(masks[some], grid[some].to(masks.dtype), mode="nearest", padding_mode="zeros",
                                   align_corners=True)  # fmt: skip
-            out_m = out_m.index_copy(0, some, moved * inside[some])
+            out_m.index_copy_(0, some, moved)
     return out, out_m
 
 
@@ -246,18 +250,24 @@ def _col(t: Tensor, like: Tensor) -> Tensor:
 
 def _where_flip(flag: Tensor, x: Tensor, m: Tensor | None, dim: int) -> tuple[Tensor, Tensor | None]:
     """Flip the samples whose ``flag`` (B,) is set along ``dim``, image and mask alike."""
-    if not bool(flag.any()):
-        return x, m
-    c = _col(flag, x)
-    return torch.where(c, x.flip(dim), x), (torch.where(c, m.flip(dim), m) if m is not None else None)
+    x = _on_subset(flag, x, lambda v, i: v.flip(dim))
+    return x, (_on_subset(flag, m, lambda v, i: v.flip(dim)) if m is not None else None)
 
 
 def _on_subset(flag: Tensor, x: Tensor, fn: Any) -> Tensor:
-    """``fn`` applied to the samples whose ``flag`` (B,) is set; the others unchanged."""
+    """``fn(x[idx], idx)`` written into ``x`` (in place) for the samples ``idx`` whose ``flag`` (B,) is set."""
     if not bool(flag.any()):
         return x
-    idx = flag.nonzero().squeeze(1)
-    return x.index_copy(0, idx, fn(x[idx]).to(x.dtype))
+    idx = flag.to(x.device).nonzero().squeeze(1)
+    if len(idx) == len(x):
+        return fn(x, idx).to(x.dtype)
+    return x.index_copy_(0, idx, fn(x[idx], idx).to(x.dtype))
+
+
+def _brightness_contrast(x: Tensor, factor: Tensor, shift: Tensor) -> Tensor:
+    """(x − mean)·factor + mean + shift per (N, 1, H, W) image, the mean over the image after the geometry."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * _col(factor, x) + mean + _col(shift, x)
 
 
 def _normals(seeds: Tensor, flags: Tensor, like: Tensor) -> Tensor:
