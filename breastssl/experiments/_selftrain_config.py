@@ -41,6 +41,9 @@ class MammoExperimentConfig(Section):
     tune_seeds: str = "0,1"
     tune_cell: str = "full25_weak100"
     n_boot: int = Field(1000, ge=0, description="bootstrap replicates of the effects (0: none)")
+    jobs: int = Field(1, ge=1, description="runs trained at once, each a `breastssl train` process")
+    threads: int = Field(1, ge=1, description="torch threads of each run's process")
+    gpus: list[str] = Field(default_factory=list, description="GPU ids handed to concurrent runs (one each)")
     strategy: dict[str, Any] = Field(
         default_factory=dict, description="self_training strategy settings for every run, e.g. {focal_norm: positives}"
     )

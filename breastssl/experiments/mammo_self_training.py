@@ -6,13 +6,16 @@ Runs: report labeller (k-fold, per side) → soft labels; then one self-training
 - Fig. 4: 0/25/50/75/100 % of the weak exams at 25 % labelled.
 Subsets are nested and drawn by exam. Every run: FROC on the test split (IoU > 0.2; sensitivity at
 0.1, 0.2, 0.5, 1 FPPI and mean). One HTML report, ``results.json``; finished runs are reused.
+Every cell (and tune candidate) is one ``breastssl train`` run of the ``mammo`` recipe (:mod:`._selftrain_runs`:
+``data.full_fraction`` / ``weak_fraction`` / ``subset_seed`` draw the cell's exams as this experiment always has,
+the labeller's soft labels in ``out/labels.csv``), trained by the one scheduler (``jobs`` at a time, ``gpus``).
 
 Measuring the claims (DESIGN §11): ``--val-exams/--test-exams`` generate val and test splits apart from the
 training data (``_selftrain_data``); ``--tune`` chooses full_share and the lesion threshold on val before any
 main run (``_selftrain_tune``); every run saves its per-image detections and the paired effects of Tables 3, 4
 and Fig. 4 get CIs over seeds × test exams (``_selftrain_effects``).
 
-Powered command (estimated CPU cost, not yet run: see README, "Mammography: self-training"):
+Powered command (measured: ~2.8 h of one core; results in README, "Mammography: self-training"):
 ``breastssl experiment mammo-self-training --data data/mammo_powered --n-exams 400 --val-exams 400
 --test-exams 1200 --tune --seeds 0,1,2,3,4 --labeller minilm --nlp-epochs 10 --steps-per-epoch 20
 --round-epochs 6 --p0-every 2 --out runs/mammo_self_training_powered``
@@ -28,23 +31,14 @@ import numpy as np
 import pandas as pd
 import typer
 
+from ..run.recipes.mammo_data import nested_exams  # noqa: F401  (the cells' exam draw, shared with the recipe)
 from ._selftrain_data import MammoSplits, ensure_mammo_data, is_powered
 from ._selftrain_effects import effects_sections, effects_summary, load_detections
-from ._selftrain_tune import TuneSpec, run_tune, tune_spec
+from ._selftrain_tune import TuneSpec, candidate_name, run_tune, tune_spec
 
 FULL_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 WEAK_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 HARD_SOFT = ((False, False), (False, True), (True, False), (True, True))  # (soft_mask, soft_nlp)
-
-
-def nested_exams(exams: pd.DataFrame, fractions: tuple[float, ...], seed: int) -> dict[float, set[str]]:
-    """Nested exam subsets per fraction, stratified by ``positive`` (exams: exam_id, positive)."""
-    rng = np.random.default_rng(seed)
-    order = []
-    for _, g in exams.groupby("positive"):
-        ids = g["exam_id"].to_numpy()
-        order.append((ids[rng.permutation(len(ids))], len(ids)))
-    return {f: {e for ids, n in order for e in ids[: max(1, int(round(f * n))) if f > 0 else 0]} for f in fractions}
 
 
 def _labels(
@@ -123,7 +117,8 @@ def run_experiment(
     steps_per_epoch: int = 10, stage1_epochs: int = 16, round_epochs: int = 4, p0_every: int = 2,
     rounds: int = 2, only: str = "", log: Any = print, nlp_epochs: int = 4, seeds: list[int] | None = None,
     full_share: float | None = None, lesion_threshold: float = 0.25, tune: TuneSpec | None = None,
-    n_boot: int = 1000, strategy: dict[str, Any] | None = None,
+    n_boot: int = 1000, strategy: dict[str, Any] | None = None, jobs: int = 1, threads: int = 1,
+    gpus: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every cell (or those ``only`` selects, see :func:`_selected`) for every seed; write results.json and
     report.html.
@@ -142,8 +137,8 @@ def run_experiment(
     from ..data.mammo_pairs import load_pairs
     from ..data.schema import read_table
     from ..errors import UserError
-    from ..run.self_training import RunSpec, run_self_training
-    from ..strategies.self_training import SelfTrainingConfig
+    from ._runs import execute
+    from ._selftrain_runs import CellSettings, cell_mapping, cell_spec, read_cell
 
     torch.set_num_threads(1)
     manifest = read_table(data / "manifest.csv")  # read (and fail) before the experiment folder exists
@@ -153,56 +148,56 @@ def run_experiment(
     # powered data: the labeller reads the training exams only (the eval splits need no soft labels)
     label_manifest = manifest[manifest["split"].astype(str) == "train"] if powered else manifest
     labels, nlp_metrics = _labels(label_manifest, data, out, labeller, seed, log, nlp_epochs)
-    pairs = load_pairs(manifest, lesions, data, size)
-    t = pairs.table.merge(labels[["exam_id", "laterality", "soft_label"]], on=["exam_id", "laterality"], how="left")
-    train_idx, test_idx = np.flatnonzero(t["split"] == "train"), np.flatnonzero(t["split"] == "test")
-    train, test = pairs.subset(train_idx), pairs.subset(test_idx)
-    soft = t["soft_label"].to_numpy(float)[train_idx]
-    tt = train.table
-    exams = tt.groupby("exam_id").agg(positive=("has_lesion", "any"), annotation=("annotation", "first")).reset_index()
+    t = manifest.assign(split=manifest["split"].astype(str))
+    # the test images' masks and ids, for the bootstrap over test exams; each run reads its own images
+    test_rows = t[t["split"] == "test"]
+    test = load_pairs(t[t["exam_id"].isin(set(test_rows["exam_id"]))], lesions, data, size)
+    test = test.subset(np.flatnonzero(test.table["split"].astype(str).to_numpy() == "test"))
     nested = bool(seeds)  # --seeds given: runs/seedS/NAME, whatever the number of seeds
     seeds = list(seeds) if seeds else [seed]
 
-    def subsets(s: int) -> tuple[dict[float, set[str]], dict[float, set[str]]]:
-        return (nested_exams(exams[exams.annotation == "full"], FULL_FRACTIONS, s),
-                nested_exams(exams[exams.annotation != "full"], WEAK_FRACTIONS, s + 1))  # fmt: skip
+    labels_path = out / "labels.csv"
+    labels[["exam_id", "laterality", "soft_label"]].to_csv(labels_path, index=False)
+    st = CellSettings(data, labels_path, tuple(size), steps_per_epoch, stage1_epochs, rounds, round_epochs, p0_every,
+                      dict(strategy or {}))  # fmt: skip
+    sched = {"jobs": jobs, "threads": threads, "devices": gpus or [], "echo": log}
 
-    def train_cell(cell: tuple, s: int, fs: float | None, thr: float, evaluate: Any, run_dir: Path) -> dict:
-        name, ff, wf, sm, sn = cell
-        full_sets, weak_sets = subsets(s)
-        full_idx = np.flatnonzero(tt["exam_id"].isin(full_sets[ff]))
-        weak_idx = np.flatnonzero(tt["exam_id"].isin(weak_sets[wf]))
-        cfg = SelfTrainingConfig(stage1_epochs=stage1_epochs, rounds=rounds, round_epochs=round_epochs,
-                                 p0_every=p0_every, soft_mask=sm, soft_nlp=sn, full_share=fs,
-                                 lesion_threshold=thr, **(strategy or {}))  # fmt: skip
-        spec = RunSpec(name, full_idx, weak_idx, cfg, steps_per_epoch=steps_per_epoch, seed=s)
-        log(f"seed {s} run {run_dir.name}: {len(full_idx)} full + {len(weak_idx)} weak images")
-        res = run_self_training(spec, train, soft, evaluate, run_dir)
+    def result(cell: tuple, s: int, fs: float | None, thr: float, run_dir: Path) -> dict:
+        res = {**read_cell(run_dir, cell), "seed": s}
         _check_settings(res, run_dir, fs, thr)
-        log(f"  mean sensitivity {res['mean']:.3f}")
+        log(f"seed {s} run {run_dir.name}: {res.get('n_full')} full + {res.get('n_weak')} weak images; "
+            f"mean sensitivity {res['mean']:.3f}")  # fmt: skip
         return res
 
     tuned = None
     if tune is not None:
-        val = pairs.subset(np.flatnonzero(t["split"] == "val"))
-        if len(val) == 0:
+        n_val = int((t["split"] == "val").sum())
+        if n_val == 0:
             raise UserError(f"{data}: no val split to tune on")
         cell = _cell(tune.cell)
-        tuned = run_tune(tune, lambda s, fs, thr, d: train_cell(cell, s, fs, thr, val, d), out, len(val))
+        tune_dir = out / "tune"
+        names = {(s, fs, thr): f"seed{s}/{candidate_name(fs, thr)}" for fs, thr in tune.candidates for s in tune.seeds}
+        specs = [cell_spec(f"tune/{n}", cell_mapping(st, cell, s, fs, thr, tune_dir / n, "val"))
+                 for (s, fs, thr), n in names.items()]  # fmt: skip
+        execute(specs, out / "configs", **sched)
+        tuned = run_tune(tune, lambda s, fs, thr, d: result(cell, s, fs, thr, d), out, n_val)
         full_share, lesion_threshold = tuned["choice"]["full_share"], tuned["choice"]["lesion_threshold"]
         log(f"tune: full_share {full_share}, t {lesion_threshold} ({tuned['why']})")
+    cells = [c for c in _cells() if not only or _selected(c[0], only)]
+    run_dirs = {(s, c[0]): (out / "runs" / f"seed{s}" if nested else out / "runs") / c[0] for s in seeds for c in cells}
+    specs = [cell_spec(f"seed{s}/{c[0]}", cell_mapping(st, c, s, full_share, lesion_threshold, run_dirs[(s, c[0])]))
+             for s in seeds for c in cells]  # fmt: skip
+    execute(specs, out / "configs", **sched)
     per_seed: dict[str, list[dict[str, Any]]] = {}
     dets = {}
     masks, ids = test.masks[:, 0], test.table["image_id"].tolist()
     for s in seeds:
-        runs_dir = out / "runs" / f"seed{s}" if nested else out / "runs"
-        for cell in _cells():
-            if only and not _selected(cell[0], only):
-                continue
-            res = train_cell(cell, s, full_share, lesion_threshold, test, runs_dir / cell[0])
-            per_seed.setdefault(cell[0], []).append({"seed": s, **res})
+        for cell in cells:
+            run_dir = run_dirs[(s, cell[0])]
+            res = result(cell, s, full_share, lesion_threshold, run_dir)
+            per_seed.setdefault(cell[0], []).append(res)
             if n_boot > 0:
-                dets[(s, cell[0])] = load_detections(runs_dir / cell[0], masks, ids, lesion_threshold)
+                dets[(s, cell[0])] = load_detections(run_dir, masks, ids, lesion_threshold)
     results = {name: _over_seeds(rs) for name, rs in per_seed.items()}
     exam_of = dict(zip(ids, test.table["exam_id"].astype(str), strict=True))
     effects = effects_summary(dets, exam_of, n_boot, seed) if dets else None
@@ -355,6 +350,6 @@ def register(app: typer.Typer) -> None:
             data, out, labeller, seed=seed, steps_per_epoch=steps_per_epoch, stage1_epochs=stage1_epochs,
             round_epochs=round_epochs, p0_every=p0_every, only=only, log=console.print, nlp_epochs=nlp_epochs,
             seeds=_parse_seeds(seeds), full_share=full_share, lesion_threshold=lesion_threshold, tune=spec,
-            n_boot=n_boot, strategy=c.strategy,
+            n_boot=n_boot, strategy=c.strategy, jobs=c.jobs, threads=c.threads, gpus=c.gpus,
         )  # fmt: skip
         console.print(f"wrote {out / 'report.html'} ({len(res['runs'])} runs)")

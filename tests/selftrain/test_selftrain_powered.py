@@ -29,18 +29,12 @@ def test_eval_splits_are_generated_apart(tmp_path):
     assert set(les["image_id"]) <= set(man["image_id"]) and les["lesion_id"].is_unique
 
 
-def test_powered_experiment_tunes_on_val_and_reports_effects(tmp_path, monkeypatch):
-    """Tune runs are scored on val images only, main runs on test with the chosen settings; effects with CIs."""
-    import breastssl.run.self_training as str_run
+def test_powered_experiment_tunes_on_val_and_reports_effects(tmp_path):
+    """Tune runs are scored on val images only, main runs on test with the chosen settings; effects with CIs.
 
-    seen = []
-    real = str_run.run_self_training
+    Every cell is a `breastssl train` run of the mammo recipe: its config.yaml says which split scored it."""
+    from breastssl.run.config import run_config_of
 
-    def spy(spec, train, soft, evaluate, out_dir, progress=False):
-        seen.append((str(out_dir), set(evaluate.table["split"]), spec.strategy.full_share))
-        return real(spec, train, soft, evaluate, out_dir, progress)
-
-    monkeypatch.setattr(str_run, "run_self_training", spy)
     out = tmp_path / "exp"
     args = ["experiment", "mammo-self-training", "--out", str(out), "--n-exams", "120", "--val-exams", "6",
             "--test-exams", "8", "--labeller", "tfidf", "--steps-per-epoch", "1", "--stage1-epochs", "1",
@@ -48,15 +42,15 @@ def test_powered_experiment_tunes_on_val_and_reports_effects(tmp_path, monkeypat
             "--tune", "--tune-full-shares", "none,0.5", "--tune-thresholds", "0.25", "--tune-seeds", "0",
             "--n-boot", "40"]  # fmt: skip
     assert main(args) == 0
-    tune_runs = [s for s in seen if "/tune/" in s[0]]
-    main_runs = [s for s in seen if "/runs/" in s[0]]
-    assert len(tune_runs) == 2 and all(s[1] == {"val"} for s in tune_runs)  # test never scored while tuning
-    assert len(main_runs) == 4 and all(s[1] == {"test"} for s in main_runs)
+    tune_runs = [run_config_of(d) for d in sorted((out / "tune" / "seed0").iterdir())]
+    main_runs = [run_config_of(d) for d in sorted((out / "runs").glob("seed*/*"))]
+    assert len(tune_runs) == 2 and all(c.data.test_split == "val" for c in tune_runs)  # test never scored in tuning
+    assert {c.strategy.full_share for c in tune_runs} == {None, 0.5}
+    assert len(main_runs) == 4 and all(c.data.test_split == "test" for c in main_runs)
+    seen = [(None, None, c.strategy.full_share) for c in main_runs]
     res = json.loads((out / "results.json").read_text())
     choice = res["tune"]["choice"]
-    assert (
-        all(s[2] == choice["full_share"] for s in main_runs) and res["settings"]["full_share"] == choice["full_share"]
-    )
+    assert all(s[2] == choice["full_share"] for s in seen) and res["settings"]["full_share"] == choice["full_share"]
     assert res["settings"]["test_exams"] == 8 and res["settings"]["powered_data"] is True
     eff = res["effects"]
     pair = [r for r in eff["effects"] if (r["a"], r["b"], r["metric"]) == ("full25_weak100", "full25_weak0", "mean")]

@@ -115,6 +115,40 @@ def _soft_labels(manifest: pd.DataFrame, candidates: np.ndarray, data: Any) -> n
     return soft
 
 
+def nested_exams(exams: pd.DataFrame, fractions: tuple[float, ...], seed: int) -> dict[float, set[str]]:
+    """Nested exam subsets per fraction, stratified by ``positive`` (exams: exam_id, positive; one row per exam).
+
+    Per stratum one permutation (seeded); a fraction f takes its first round(f·n) exams (at least 1), so the
+    subset of a smaller fraction is part of every larger one.
+    """
+    rng = np.random.default_rng(seed)
+    order = []
+    for _, g in exams.groupby("positive"):
+        ids = g["exam_id"].to_numpy()
+        order.append((ids[rng.permutation(len(ids))], len(ids)))
+    return {f: {e for ids, n in order for e in ids[: max(1, int(round(f * n))) if f > 0 else 0]} for f in fractions}
+
+
+def _fractions(
+    manifest: pd.DataFrame, lesions: pd.DataFrame | None, full: np.ndarray, candidates: np.ndarray, data: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """``full`` and weak ``candidates`` (N,) bool restricted to ``data.full_fraction`` / ``data.weak_fraction`` of
+    their exams (an exam is positive when any of its images has a lesion row)."""
+    exam = manifest["exam_id"].astype(str)
+    with_lesion = set(lesions["exam_id"].astype(str)) if lesions is not None and "exam_id" in lesions else set()
+    out = []
+    for rows, fraction, seed in ((full, data.full_fraction, data.subset_seed),
+                                 (candidates, data.weak_fraction, data.subset_seed + 1)):  # fmt: skip
+        if fraction >= 1.0 or not rows.any():
+            out.append(rows)
+            continue
+        ids = np.sort(exam[rows].unique())
+        exams = pd.DataFrame({"exam_id": ids, "positive": [e in with_lesion for e in ids]})
+        keep = nested_exams(exams, (fraction,), seed)[fraction]
+        out.append(rows & exam.isin(keep).to_numpy())
+    return out[0], out[1]
+
+
 def read_mammo_data(data: Any, progress: bool = False) -> MammoData:
     """Read and check the data a run config's ``data`` section names (see the module doc)."""
     from ...data.mammo_pairs import load_pairs
@@ -139,7 +173,8 @@ def read_mammo_data(data: Any, progress: bool = False) -> MammoData:
     if lesions is None:
         raise DataError(f"{manifest_path}: no lesions table (lesions.csv beside the manifest, or data.lesions): the "
                         "fully annotated images' lesion masks come from it")  # fmt: skip
-    candidates = train & ~full if data.use_weak else np.zeros(len(manifest), bool)
+    candidates = train & ~full if data.use_weak and data.weak_fraction > 0 else np.zeros(len(manifest), bool)
+    full, candidates = _fractions(manifest, lesions, full, candidates, data)
     soft = _soft_labels(manifest, candidates, data)
     weak = candidates & np.isfinite(soft)
     test = split == data.test_split
