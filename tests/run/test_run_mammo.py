@@ -169,3 +169,24 @@ def test_missing_labels_and_no_full_images_are_user_errors(data, tmp_path, capsy
     assert main([*base, "--set", "data.full_annotation=weak"]) == 2
     assert "no fully annotated image" in " ".join(capsys.readouterr().err.split())
     assert not out.exists()
+
+
+def test_full_and_weak_fractions_draw_nested_exam_subsets(data):
+    """data.full_fraction / weak_fraction: a smaller share's exams are part of every larger one's, drawn per
+    subset_seed; weak_fraction 0 uses no weak image."""
+    from breastssl.run.recipes.mammo import DataConfig
+    from breastssl.run.recipes.mammo_data import read_mammo_data
+
+    def exams(**kw):
+        d = read_mammo_data(DataConfig(manifest=str(data / "manifest.csv"), labels=str(data / "labels.csv"),
+                                       image_size=SIZE, **kw))  # fmt: skip
+        t = d.pairs.table["exam_id"].astype(str).to_numpy()
+        return set(t[d.full_idx]), set(t[d.weak_idx])
+
+    all_full, all_weak = exams()
+    half_full, half_weak = exams(full_fraction=0.5, weak_fraction=0.5)
+    assert half_full <= all_full and half_weak < all_weak and half_full and half_weak  # one full exam: kept
+    small_full, small_weak = exams(full_fraction=0.25, weak_fraction=0.25)
+    assert small_full <= half_full and small_weak <= half_weak  # nested
+    assert exams(full_fraction=0.5, weak_fraction=0.5, subset_seed=0) == (half_full, half_weak)  # reproducible
+    assert exams(weak_fraction=0.0)[1] == set()
