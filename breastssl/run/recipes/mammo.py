@@ -58,10 +58,16 @@ class DataConfig(Section):
     image_size: ImageSize = Field((96, 64), description="(height, width) every image is resized to")
     train_split: str = "train"
     test_split: str = "test"
-    full_fraction: float = Field(1.0, gt=0, le=1, description="share of the fully annotated train exams used (nested "
-                                 "subsets: a smaller share is part of every larger one; drawn with subset_seed)")
-    weak_fraction: float = Field(1.0, ge=0, le=1, description="share of the weak train exams used (nested; drawn "
-                                 "with subset_seed + 1); 0: none")
+    full_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of the fully annotated train exams used (nested "
+        "subsets: a smaller share is part of every larger one; drawn with subset_seed)",
+    )
+    weak_fraction: float = Field(
+        1.0, ge=0, le=1, description="share of the weak train exams used (nested; drawn with subset_seed + 1); 0: none"
+    )
     subset_seed: int = Field(0, ge=0, description="seed of the full_fraction / weak_fraction exam draws")
     full_annotation: str = Field("full", description="annotation value of images with lesion masks; the other "
                                  "train images are weak (used when they have a soft label)")  # fmt: skip
