@@ -8,9 +8,9 @@ Storage, 12-bit texture with a lesion) and one 1024 × 832 mammogram, each uncom
 
 - **decode**: ``breastssl.data.dbt_slices.load_stack`` (the reader every training and predict path uses: pixel
   decode, VOI window, float32 in [0, 1]) for the stack; ``read_image`` for the mammogram;
-- **cache read**: the stack through ``breastssl cache`` (float16 and uint8, at 896 × 640) and ``CacheReader``,
-  every slice copied out as float32, as a dataset's ``__getitem__`` does (warm page cache: the memory-mapped read,
-  not the disk).
+- **cache read**: the stack through ``breastssl cache --mode dbt`` (float16 and uint8, at 896 × 640), every slice
+  read as float32 by ``CacheReader.slice_f32``, as the DBT recipe's ``data.cache`` reads a training slice (warm
+  page cache: the memory-mapped read, not the disk).
 
 Reports slices/s per core and the cores each needs to feed a GPU consuming ``--rate`` slices/s. Absolute figures
 depend on the machine (printed); the ratios are measured in one run.
@@ -93,13 +93,12 @@ def cache_rates(root: Path, dbt: Path, slices: int, reps: int) -> dict[str, floa
     out = {}
     for dtype in ("float16", "uint8"):
         cache = root / f"cache_{dtype}"
-        build_cache(root / "manifest.csv", cache, DBT_SIZE, workers=1, crop=False, dtype=dtype)
+        build_cache(root / "manifest.csv", cache, DBT_SIZE, workers=1, dtype=dtype, mode="dbt")
         reader = CacheReader(cache)
 
-        def read(reader: CacheReader = reader) -> None:
-            arr = reader.get("dbt")
-            for z in range(arr.shape[0]):
-                np.asarray(arr[z], dtype=np.float32)
+        def read(reader: CacheReader = reader) -> None:  # as the DBT recipe's data.cache reads a training slice
+            for z in range(slices):
+                reader.slice_f32("dbt", z)
 
         out[dtype] = per_core(read, slices, reps)
     return out

@@ -20,6 +20,12 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("float16", "--dtype", help="float16 | float32 | uint8"),
         no_crop: bool = typer.Option(False, "--no-crop", help="keep the whole image (no breast crop)"),
         skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable rows; list them in skipped-*.csv"),
+        mode: str = typer.Option(
+            "prepare",
+            "--mode",
+            help="prepare: oriented, cropped, resized (mammography, ultrasound); dbt: DBT stacks "
+            "as the DBT recipe reads them (its window, resized only), for its data.cache",
+        ),
     ) -> None:
         """Write oriented, cropped, windowed, resized arrays with an index and checksums.
 
@@ -30,7 +36,16 @@ def register(app: typer.Typer) -> None:
 
         with progress_bar("cache") as update:
             stats = build_cache(
-                manifest, out, size, parse_shard(shard), workers, not no_crop, dtype, skip_bad, progress=update
+                manifest,
+                out,
+                size,
+                parse_shard(shard),
+                workers,
+                not no_crop,
+                dtype,
+                skip_bad,
+                progress=update,
+                mode=mode,
             )
         console.print(
             f"shard {stats['shard']}: built {stats['built']}, reused {stats['reused']}, skipped {stats['skipped']}"

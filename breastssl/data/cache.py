@@ -11,7 +11,8 @@ Layout of a cache folder::
 Each index row records the array's shape, dtype, SHA-256, the preprocessing geometry, and the
 source's size, mtime and SHA-256; a re-run rebuilds only rows whose source or parameters changed
 (a source touched but not changed is recognised by its hash). ``CacheReader`` returns exactly the
-arrays ``load_direct`` computes from the source files.
+arrays ``load_direct`` computes from the source files (mode ``prepare``); mode ``dbt`` holds ``load_stack``'s
+stacks, which the DBT recipe reads slice by slice (``data.cache``) instead of decoding its source files.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ from .schema import read_table, resolve_path, validate_manifest
 CACHE_VERSION = 1
 
 
-def params_key(size: tuple[int, int], crop: bool, dtype: str) -> str:
-    """A short hash of everything that changes the cached arrays."""
-    text = json.dumps({"v": CACHE_VERSION, "size": list(size), "crop": crop, "dtype": dtype}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+MODES = ("prepare", "dbt")
+
+
+def params_key(size: tuple[int, int], crop: bool, dtype: str, mode: str = "prepare") -> str:
+    """A short hash of everything that changes the cached arrays (``mode`` counted only when not the default, so
+    caches built before modes existed keep their key)."""
+    params: dict[str, Any] = {"v": CACHE_VERSION, "size": list(size), "crop": crop, "dtype": dtype}
+    if mode != "prepare":
+        params["mode"] = mode
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -94,15 +101,26 @@ def to_dtype(arr: np.ndarray, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(dtype))
 
 
+def _arrays(row: dict[str, Any], root: str | Path, size: tuple[int, int], crop: bool, mode: str) -> tuple:
+    """(array in [0, 1], geometry dict) of one row in the cache's ``mode``."""
+    if mode == "dbt":
+        from .dbt_slices import load_stack
+
+        arr = load_stack(row, root, size)
+        return arr, {"mode": "dbt", "source_shape": None, "size": list(size)}
+    arr, geo, _ = prepare_row(row, root, size, crop)
+    return arr, geo.to_dict()
+
+
 def _build_one(job: tuple) -> dict[str, Any]:
-    row, root, out, size, crop, dtype, pkey = job
+    row, root, out, size, crop, dtype, pkey, mode = job
     src = resolve_path(Path(root), str(row["path"]))
     try:
         if not src.exists():
             raise DataError(f"{src}: file does not exist (manifest row {row['image_id']})")
         size_b, mtime = source_stat(src)
         digest = source_hash(src)
-        arr, geo, _ = prepare_row(row, root, size, crop)
+        arr, geo = _arrays(row, root, size, crop, mode)
     except DataError as exc:
         return {"image_id": row["image_id"], "error": str(exc), "file": str(src)}
     arr = to_dtype(arr, dtype)
@@ -120,7 +138,7 @@ def _build_one(job: tuple) -> dict[str, Any]:
         "source_mtime_ns": mtime,
         "source_sha256": digest,
         "params": pkey,
-        "geometry": json.dumps(geo.to_dict()),
+        "geometry": json.dumps(geo),
     }
 
 
@@ -148,22 +166,29 @@ def build_cache(
     dtype: str = "float16",
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    mode: str = "prepare",
 ) -> dict[str, Any]:
     """Build (or update) shard ``i`` of ``n`` of a cache for ``manifest``; returns counts.
 
     Rows are assigned to shards by position in the manifest sorted by image_id (row k → shard k mod n).
+    ``mode``: ``prepare`` stores ``preprocess.prepare_row``'s arrays (chest wall left, cropped with ``crop``,
+    resized: the mammography and ultrasound inputs); ``dbt`` stores ``dbt_slices.load_stack``'s (the manifest's
+    window, resized only: what the DBT recipe trains on), read by the DBT recipe's ``data.cache``.
     """
     manifest, out = Path(manifest), Path(out)
     root = manifest.parent
     df = validate_manifest(read_table(manifest), root, str(manifest), check_files=not skip_bad)
     if dtype not in {"float16", "float32", "uint8"} or len(size) != 2 or min(size) < 1:
         raise UserError(f"cache needs --size H W ≥ 1 and dtype float16/float32/uint8, got {size}, {dtype}")
+    if mode not in MODES:
+        raise UserError(f"cache mode must be one of {', '.join(MODES)}, got {mode!r}")
     size = (int(size[0]), int(size[1]))
+    crop = crop and mode == "prepare"  # a DBT stack is never cropped
     i, n = shard
-    pkey = params_key(size, crop, dtype)
+    pkey = params_key(size, crop, dtype, mode)
     (out / "arrays").mkdir(parents=True, exist_ok=True)
     (out / "shards").mkdir(exist_ok=True)
-    _write_params(out, size, crop, dtype, pkey)
+    _write_params(out, size, crop, dtype, pkey, mode)
     rows = df.sort_values("image_id", kind="stable").reset_index(drop=True)
     rows = [r for k, r in enumerate(rows.to_dict("records")) if k % n == i]
     shard_index = out / "shards" / f"index-{i:05d}-of-{n:05d}.parquet"
@@ -176,7 +201,7 @@ def build_cache(
         if _reusable(entry, resolve_path(root, str(r["path"])), out, pkey):
             entries.append(entry)
         else:
-            jobs.append((r, str(root), str(out), size, crop, dtype, pkey))
+            jobs.append((r, str(root), str(out), size, crop, dtype, pkey, mode))
     results = _run(jobs, workers, progress)
     skipped = [(r["file"], r["error"]) for r in results if "error" in r]
     if skipped and not skip_bad:
@@ -197,8 +222,8 @@ def build_cache(
     }
 
 
-def _write_params(out: Path, size: tuple[int, int], crop: bool, dtype: str, pkey: str) -> None:
-    params = {"version": CACHE_VERSION, "size": list(size), "crop": crop, "dtype": dtype, "params": pkey}
+def _write_params(out: Path, size: tuple[int, int], crop: bool, dtype: str, pkey: str, mode: str = "prepare") -> None:
+    params = {"version": CACHE_VERSION, "size": list(size), "crop": crop, "dtype": dtype, "mode": mode, "params": pkey}
     path = out / "cache.json"
     if path.exists():
         have = json.loads(path.read_text())
@@ -265,6 +290,22 @@ class CacheReader:
 
     def __getitem__(self, k: int) -> np.ndarray:
         return self._load(k)
+
+    def __contains__(self, image_id: object) -> bool:
+        return str(image_id) in self._row
+
+    @property
+    def mode(self) -> str:
+        return str(self.params.get("mode", "prepare"))  # caches built before modes existed: prepare
+
+    def slice_f32(self, image_id: str, z: int) -> np.ndarray:
+        """Slice ``z`` of a (D, H, W) array as float32 in [0, 1] (uint8 arrays were stored as round(255·x)); only
+        that slice is read and converted (through torch: several times numpy's float16 conversion)."""
+        import torch
+
+        part = torch.from_numpy(np.array(self.get(image_id)[z]))  # a copy: the memory map is read-only
+        out = part.float()
+        return (out.mul_(1.0 / 255.0) if part.dtype == torch.uint8 else out).numpy()
 
     def get(self, image_id: str) -> np.ndarray:
         """The array of one manifest row."""

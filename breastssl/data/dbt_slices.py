@@ -129,7 +129,9 @@ class StackStore:
         lesions: pd.DataFrame | None = None,
         halfwidth: int = 1,
         cache_mb: float = 1024.0,
+        cache: Any = None,
     ) -> None:
+        self.cache = cache  # a CacheReader of mode "dbt" at ``size``, or None: decode the source files
         self.rows = {str(r["image_id"]): r for r in manifest.to_dict("records")}
         self.root = Path(root)
         self.size = tuple(size) if size is not None else None
@@ -143,12 +145,22 @@ class StackStore:
             for r in malignant.to_dict("records"):
                 self.lesions.setdefault(str(r["image_id"]), []).append(r)
 
+    def slice(self, image_id: str, z: int) -> np.ndarray:
+        """(H, W) float32 in [0, 1]: slice ``z`` of a stack; from the cache, only that slice is read."""
+        if self.cache is not None and image_id not in self._stacks:
+            return self.cache.slice_f32(image_id, z)
+        return self.stack(image_id)[z]
+
     def stack(self, image_id: str) -> np.ndarray:
         """(D, H, W) float32 in [0, 1]."""
         if image_id in self._stacks:
             self._stacks.move_to_end(image_id)
             return self._stacks[image_id]
-        arr = load_stack(self.rows[image_id], self.root, self.size)
+        if self.cache is not None:
+            arr = self.cache.get(image_id).astype(np.float32)
+            arr = arr / 255.0 if self.cache.params.get("dtype") == "uint8" else arr
+        else:
+            arr = load_stack(self.rows[image_id], self.root, self.size)
         self._stacks[image_id] = arr
         while sum(a.nbytes for a in self._stacks.values()) > self.cache_bytes and len(self._stacks) > 1:
             self._stacks.popitem(last=False)
@@ -194,7 +206,7 @@ class SliceDataset(Dataset):
     def __getitem__(self, key: SampleKey) -> dict[str, Tensor]:
         epoch, i = key if isinstance(key, tuple) else (0, key)
         image_id, z = self._ids[i], self._slices[i]
-        image = self.store.stack(image_id)[z]
+        image = self.store.slice(image_id, z)
         mask = self.store.mask(image_id, z) if self._flags[i, 1] > 0 else np.zeros_like(image)
         if self.augment_cfg is not None and self.augment_cfg.enabled:
             # seeded by (seed, epoch, sample): identical after a resume, different every epoch
