@@ -263,6 +263,16 @@ def finalise(out: str | Path, n: int) -> bool:
     return True
 
 
+def _unit_f32(arr: np.ndarray) -> np.ndarray:
+    """A cached array as float32 in [0, 1] (uint8 arrays were stored as round(255·x)), converted through torch
+    (several times numpy's float16 conversion); a copy, since the memory map is read-only."""
+    import torch
+
+    part = torch.from_numpy(np.array(arr))
+    out = part.float()
+    return (out.mul_(1.0 / 255.0) if part.dtype == torch.uint8 else out).numpy()
+
+
 class CacheReader:
     """Read a cache: ``reader[k]`` or ``reader.get(image_id)`` gives the memory-mapped array.
 
@@ -299,13 +309,12 @@ class CacheReader:
         return str(self.params.get("mode", "prepare"))  # caches built before modes existed: prepare
 
     def slice_f32(self, image_id: str, z: int) -> np.ndarray:
-        """Slice ``z`` of a (D, H, W) array as float32 in [0, 1] (uint8 arrays were stored as round(255·x)); only
-        that slice is read and converted (through torch: several times numpy's float16 conversion)."""
-        import torch
+        """Slice ``z`` of a (D, H, W) array as float32 in [0, 1]; only that slice is read and converted."""
+        return _unit_f32(self.get(image_id)[z])
 
-        part = torch.from_numpy(np.array(self.get(image_id)[z]))  # a copy: the memory map is read-only
-        out = part.float()
-        return (out.mul_(1.0 / 255.0) if part.dtype == torch.uint8 else out).numpy()
+    def stack_f32(self, image_id: str) -> np.ndarray:
+        """The whole array of one row as float32 in [0, 1]."""
+        return _unit_f32(self.get(image_id))
 
     def get(self, image_id: str) -> np.ndarray:
         """The array of one manifest row."""

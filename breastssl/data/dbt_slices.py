@@ -157,8 +157,7 @@ class StackStore:
             self._stacks.move_to_end(image_id)
             return self._stacks[image_id]
         if self.cache is not None:
-            arr = self.cache.get(image_id).astype(np.float32)
-            arr = arr / 255.0 if self.cache.params.get("dtype") == "uint8" else arr
+            arr = self.cache.stack_f32(image_id)
         else:
             arr = load_stack(self.rows[image_id], self.root, self.size)
         self._stacks[image_id] = arr

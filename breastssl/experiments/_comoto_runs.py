@@ -63,17 +63,10 @@ def run_config_dict(cfg: Any, run_dir: Path, seed: int, strategy: str, **extra: 
     }  # fmt: skip
 
 
-def _spec(name: str, mapping: dict[str, Any], needs: list[str]) -> Any:
-    from ..config import build_config
-    from ..run.config import config_class
-    from ._runs import RunSpec
-
-    cls = config_class(mapping["strategy"]["name"])
-    return RunSpec(name, build_config(cls, mapping, f"experiment comoto, run {name}"), needs)
-
-
 def comoto_specs(cfg: Any, out: Path) -> list[Any]:
     """RunSpecs of every cell without a ``result.json`` and of the teachers those cells need."""
+    from ._runs import spec_from_mapping as _spec
+
     specs, teachers = [], {}
     for seed in cfg.seeds:
         for fraction in cfg.fractions:
@@ -90,10 +83,10 @@ def comoto_specs(cfg: Any, out: Path) -> list[Any]:
                     if t_name not in teachers:
                         t_dir = teacher_dir(out, seed, kind)
                         mapping = run_config_dict(cfg, t_dir, seed, "comoto_teacher", impa=kind == "impa")
-                        teachers[t_name] = _spec(t_name, mapping, [])
+                        teachers[t_name] = _spec(t_name, mapping, "comoto")
                     needs, extra["teacher_run"] = [t_name], str(teacher_dir(out, seed, kind))
                 name = f"seed{seed}/frac{fraction:g}/{row}"
-                specs.append(_spec(name, run_config_dict(cfg, run_dir, seed, strategy, **extra), needs))
+                specs.append(_spec(name, run_config_dict(cfg, run_dir, seed, strategy, **extra), "comoto", needs))
     return [*teachers.values(), *specs]
 
 

@@ -46,6 +46,15 @@ def build_run_config(base: str | Path, overrides: Sequence[str]) -> Any:
     return load_run_config(base, list(overrides))
 
 
+def spec_from_mapping(name: str, mapping: dict[str, Any], experiment: str, needs: Sequence[str] = ()) -> RunSpec:
+    """A RunSpec of a run-config mapping (typed by its ``strategy.name``), validated now."""
+    from ..config import build_config
+    from ..run.config import config_class
+
+    cls = config_class(mapping["strategy"]["name"])
+    return RunSpec(name, build_config(cls, mapping, f"experiment {experiment}, run {name}"), list(needs))
+
+
 def _launch(spec: RunSpec, config_dir: Path, threads: int, device: str | None) -> None:
     """Run one spec in a child process; raise with the tail of its log if it fails."""
     from ..config import save_config

@@ -63,12 +63,9 @@ def cell_mapping(
 
 def cell_spec(name: str, mapping: dict[str, Any]) -> Any:
     """A scheduler RunSpec of a recipe mapping (validated now)."""
-    from ..config import build_config
-    from ..run.config import config_class
-    from ._runs import RunSpec
+    from ._runs import spec_from_mapping
 
-    cfg = build_config(config_class("self_training"), mapping, f"experiment mammo-self-training, {name}")
-    return RunSpec(name, cfg)
+    return spec_from_mapping(name, mapping, "mammo-self-training")
 
 
 def read_cell(run_dir: Path, cell: tuple) -> dict[str, Any]:

@@ -85,17 +85,14 @@ def _stale(spec: Any) -> bool:
 def arm_specs(cfg: Any, manifest: Path, out: Path) -> list[Any]:
     """RunSpecs of every (seed, arm); the first trains the detector the others reuse. Stale finished runs are
     deleted here (all of them when the detector's run is stale), so the scheduler trains them again."""
-    from ..config import build_config
-    from ..run.config import config_class
-    from ._runs import RunSpec
+    from ._runs import spec_from_mapping
 
     specs: list[Any] = []
     for seed in cfg.seeds:
         for arm in cfg.arms:
             owner = specs[0] if specs else None
             mapping = arm_run_dict(cfg, manifest, arm, seed, arm_dir(out, arm, seed), owner.out_dir if owner else None)
-            run_cfg = build_config(config_class("mean_teacher"), mapping, f"experiment us-mean-teacher, {arm}_s{seed}")
-            specs.append(RunSpec(f"{arm}_s{seed}", run_cfg, [owner.name] if owner else []))
+            specs.append(spec_from_mapping(f"{arm}_s{seed}", mapping, "us-mean-teacher", [owner.name] if owner else []))
     stale = [s for s in specs if _stale(s)]
     for s in specs if specs and specs[0] in stale else stale:
         if s.out_dir.exists():

@@ -176,7 +176,8 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     dt["set_name"] = np.where(dt["set"] == "test", tag, dt["set"])
     test = dt[(dt["set"] == "test") & (dt["label"] >= 0)].reset_index(drop=True)
     rows, runs = [], []
-    for spec, (seed, arm) in zip(specs, [(s, a) for s in cfg.seeds for a in cfg.arms], strict=True):
+    cells = [(s, a) for s in cfg.seeds for a in cfg.arms]  # arm_specs' order
+    for spec, (seed, arm) in zip(specs, cells, strict=True):
         scores, summary = run_results(spec, seed, arm, spec.name in done_before)
         if scores["image_id"].tolist() != test["image_id"].tolist():
             raise ConfigError(f"{spec.out_dir}: its test predictions are not those of the detector's test crops")
@@ -193,7 +194,7 @@ def run(cfg: USExperimentConfig) -> dict[str, Any]:
     metrics["claims"] = claims(metrics["effects"], cfg.noninferiority_margin)
     metrics["config"] = cfg.model_dump(mode="json")
     write_outputs(out, metrics, preds, dt)
-    semi = [s for s, (_, a) in zip(specs, [(x, y) for x in cfg.seeds for y in cfg.arms], strict=True) if a == "semi"]
+    semi = [spec for spec, (_, arm) in zip(specs, cells, strict=True) if arm == "semi"]
     if semi:
         from ..run.folder import load_run
 
