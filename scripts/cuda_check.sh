@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CUDA checks of the run layer: every method family trains a few dozen steps on the GPU with bf16 autocast
 # through `breastssl train`, then predicts from its run folder; then 2-process DDP through torchrun.
+# Then the data path at paper size (issue 18): batched augmentation on the GPU (bench_data_scale.py, target
+# >= 2,000 slices/s) and one KD step at 896x640, batch 32, bf16, channels-last, fed by the DataLoader with loader vs
+# device augmentation, with the GPU's busy share (bench_kd_step.py); their tables are printed after the checks.
 # One line per check: "PASS <check> (<s> s)" or "FAIL <check> (<s> s): <last log line>"; logs in $OUT_DIR.
 # Usage: bash scripts/cuda_check.sh [OUT_DIR]   (needs a CUDA GPU; the package installed, e.g. scripts/setup.sh)
 #
@@ -68,5 +71,12 @@ d.all_reduce(t); assert t.item()==3.0; d.destroy_process_group()"
 else
   echo "SKIP nccl_allreduce: one GPU (NCCL cannot place two ranks on one device; the DDP check above used gloo)"
 fi
+# the data path at paper size (issue 18): the figures for the README
+check aug_cuda python benchmarks/bench_data_scale.py --quick --json "$OUT_DIR/bench_data_scale.json"
+check kd_step_896 python benchmarks/bench_kd_step.py --size 896 640 --batch 32 --steps 20 \
+  --json "$OUT_DIR/bench_kd_step.json"
+for name in aug_cuda kd_step_896; do
+  echo "--- $name"; grep -v '^\s*$' "$OUT_DIR/$name.log" | tail -n 8
+done
 echo "cuda_check: $FAILED failed"
 exit "$FAILED"

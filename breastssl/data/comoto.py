@@ -44,11 +44,13 @@ def student_dataset(
     seed: int,
     balance: bool = True,
     hflip: bool = True,
+    augment: Any = None,
 ) -> tuple[Any, dict[str, int]]:
     """(PairedDataset, counts): DBT training slices of a ``fraction`` of the patients (nested per seed), balanced
     if asked, each item ``{"dbt": <slice (1, H, W) with boxes>, "mammo": <an unpaired mammogram of mammo>}``.
 
-    ``counts``: slices, positive slices and stacks of the subsample before balancing.
+    ``counts``: slices, positive slices and stacks of the subsample before balancing. ``augment``: an
+    ``AugmentConfig`` for the DBT slices (replaces ``hflip``; see ``DetectionDataset``).
     """
     from .detection_slices import DetectionDataset, PairedDataset, subsample_stacks
 
@@ -56,7 +58,7 @@ def student_dataset(
     counts = {"dbt_slices": len(table), "dbt_positive_slices": int(table["positive"].sum()),
               "dbt_stacks": int(table["image_id"].nunique())}  # fmt: skip
     table = balanced_positives(table) if balance else table
-    dbt = DetectionDataset(table, dbt_manifest, dbt_root, size, hflip, seed)
+    dbt = DetectionDataset(table, dbt_manifest, dbt_root, size, hflip, seed, augment)
     return PairedDataset(dbt, mammo, seed), counts
 
 

@@ -145,9 +145,15 @@ class StackStore:
             for r in malignant.to_dict("records"):
                 self.lesions.setdefault(str(r["image_id"]), []).append(r)
 
-    def slice(self, image_id: str, z: int) -> np.ndarray:
-        """(H, W) float32 in [0, 1]: slice ``z`` of a stack; from the cache, only that slice is read."""
+    def slice(self, image_id: str, z: int, compact: bool = False) -> np.ndarray:
+        """(H, W) float32 in [0, 1]: slice ``z`` of a stack; from the cache, only that slice is read.
+
+        ``compact``: from a float16 cache, the stored float16 values themselves (the same numbers, half the bytes
+        to move; the device path converts them on the GPU); float32 otherwise.
+        """
         if self.cache is not None and image_id not in self._stacks:
+            if compact and self.cache.get(image_id).dtype == np.float16:
+                return np.array(self.cache.get(image_id)[z])  # a copy: the memory map is read-only
             return self.cache.slice_f32(image_id, z)
         return self.stack(image_id)[z]
 
@@ -184,11 +190,24 @@ class SliceDataset(Dataset):
     table columns: ``image_id``, ``slice``, ``label`` (NaN = none), and 0/1 flags ``sup_cls``, ``sup_seg``,
     ``kd``. ``__getitem__`` takes an index or (epoch, index) and returns ``image`` (1, H, W), ``mask``
     (1, H, W), ``label``, ``sup_cls``, ``sup_seg``, ``kd`` (scalars) and ``index``.
+
+    ``compact`` (for ``train.augment_on=device``, without ``augment_cfg``): ``image`` float16 when the store reads a
+    float16 cache (the values it stores) and ``mask`` uint8 (masks are binary): the same numbers in 1.5 MB instead
+    of 4.6 MB per 896 × 640 slice through collate, worker shared memory, the one pin-memory thread and the PCIe
+    copy (``benchmarks/bench_loader_scale.py``); the device transform makes them float32 on the GPU.
     """
 
     def __init__(
-        self, table: pd.DataFrame, store: StackStore, augment_cfg: AugmentConfig | None = None, seed: int = 0
+        self,
+        table: pd.DataFrame,
+        store: StackStore,
+        augment_cfg: AugmentConfig | None = None,
+        seed: int = 0,
+        compact: bool = False,
     ) -> None:
+        if compact and augment_cfg is not None and augment_cfg.enabled:
+            raise ValueError("compact items are for augmentation on the device: the loader path yields float32")
+        self.compact = compact
         self.table = table.reset_index(drop=True)
         self.store = store
         self.augment_cfg = augment_cfg
@@ -205,16 +224,20 @@ class SliceDataset(Dataset):
     def __getitem__(self, key: SampleKey) -> dict[str, Tensor]:
         epoch, i = key if isinstance(key, tuple) else (0, key)
         image_id, z = self._ids[i], self._slices[i]
-        image = self.store.slice(image_id, z)
-        mask = self.store.mask(image_id, z) if self._flags[i, 1] > 0 else np.zeros_like(image)
+        image = self.store.slice(image_id, z, self.compact)
+        if self._flags[i, 1] > 0:
+            mask = self.store.mask(image_id, z)
+        else:
+            mask = np.zeros(image.shape, np.uint8 if self.compact else np.float32)
         if self.augment_cfg is not None and self.augment_cfg.enabled:
             # seeded by (seed, epoch, sample): identical after a resume, different every epoch
             rng = np.random.default_rng([self.seed, epoch, i])
             image, mask = augment(image, mask, rng, self.augment_cfg)
         sup_cls, sup_seg, kd = self._flags[i]
+        kind = (image.dtype, np.uint8) if self.compact else (np.float32, np.float32)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image, np.float32))[None],
-            "mask": torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None],
+            "image": torch.from_numpy(np.ascontiguousarray(image, kind[0]))[None],
+            "mask": torch.from_numpy(np.ascontiguousarray(mask, kind[1]))[None],
             "label": torch.tensor(self._labels[i]),
             "sup_cls": torch.tensor(sup_cls),
             "sup_seg": torch.tensor(sup_seg),

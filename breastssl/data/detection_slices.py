@@ -7,8 +7,10 @@
 - :func:`mammo_detection_table`: every mammogram of a split with the boxes of all its lesions (the teacher's
   plentiful, fully boxed source modality).
 - :class:`DetectionDataset`: one row → ``image`` (1, H, W) in [0, 1] resized to ``size``, ``boxes`` (N, 4)
-  xyxy in resized pixels, ``labels`` (N,) zeros (one class: lesion), ``index``. Optional horizontal flip,
-  seeded by (seed, epoch, index) so a resumed run draws the same flips.
+  xyxy in resized pixels, ``labels`` (N,) zeros (one class: lesion), ``index``. Optional horizontal flip, or
+  the full slice augmentation with the boxes following (``transforms.augment_detection``), seeded by (seed, epoch,
+  index) so a resumed run draws the same ones. (``train.augment_on=device``: neither; the loop augments each batch,
+  ``device_augment.DetectionBatchAugment``.)
 - :class:`PairedDataset`: each DBT sample with an UNPAIRED mammogram drawn by (seed, epoch, index).
 - :func:`detection_collate`: images stacked, boxes/labels kept as lists (detections differ in count).
 - :func:`subsample_stacks`: the low-data setting (a nested fraction of patients, stratified by lesion/normal).
@@ -27,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .dbt_slices import load_stack
+from .transforms import AugmentConfig, augment_detection
 
 SampleKey = int | tuple[int, int]
 
@@ -110,8 +113,11 @@ class DetectionDataset(Dataset):
         size: tuple[int, int],
         hflip: bool = False,
         seed: int = 0,
+        augment: AugmentConfig | None = None,
     ) -> None:
+        """``augment``: the full augmentation (replaces ``hflip``); None = ``hflip`` alone."""
         self.table = table.reset_index(drop=True)
+        self.augment = augment if augment is not None and augment.enabled else None
         self.rows = {str(r["image_id"]): r for r in manifest.to_dict("records")}
         self.root, self.size, self.hflip, self.seed = Path(root), tuple(size), hflip, seed
         self._cache: dict[str, np.ndarray] = {}
@@ -137,7 +143,10 @@ class DetectionDataset(Dataset):
         image = self.stack(image_id)[int(row["slice"])]
         sx, sy = self.scale(image_id)
         boxes = np.asarray(row["boxes"], np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
-        if self.hflip and np.random.default_rng([self.seed, epoch, i]).random() < 0.5:
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, epoch, i])
+            image, boxes, _ = augment_detection(image, boxes, rng, self.augment)
+        elif self.hflip and np.random.default_rng([self.seed, epoch, i]).random() < 0.5:
             image = image[:, ::-1]
             boxes = np.stack([self.size[1] - boxes[:, 2], boxes[:, 1], self.size[1] - boxes[:, 0], boxes[:, 3]], 1)
         return {

@@ -306,12 +306,52 @@ class BatchAugment:
         self.seed, self.rank = int(seed), int(rank)
 
     def __call__(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
+        """The batch with ``image`` and ``mask`` augmented, float32 whatever they came as (compact items: float16
+        images and uint8 masks, ``SliceDataset(compact=True)``)."""
         images, masks = self.augment(batch["image"], batch.get("mask"), step_generator(self.seed, step, self.rank))
         out = dict(batch)
-        out["image"] = images.to(batch["image"].dtype)
+        out["image"] = images.float()
         if masks is not None:
-            out["mask"] = masks.to(batch["mask"].dtype)
+            out["mask"] = masks.float()
         return out
 
 
-__all__ = ["DeviceAugment", "BatchAugment", "step_generator", "rotate", "sharpen", "clahe"]
+class DetectionBatchAugment:
+    """The loop's ``batch_transform`` for detection batches: ``image`` (B, 1, H, W) in [0, 1], ``boxes`` and
+    ``labels`` lists of (N_i, 4) xyxy and (N_i,) per image (``detection_collate``), or a dict of such batches (a
+    CoMoTo pair: ``dbt`` and ``mammo``, each drawn in turn from the step's generator).
+
+    Images get :class:`DeviceAugment`; each image's boxes follow its flips and rotation (``box_geometry``: the
+    box enclosing the rotated box, clipped; boxes rotated out of the frame dropped with their labels).
+    """
+
+    def __init__(self, cfg: AugmentConfig, seed: int, rank: int = 0) -> None:
+        self.augment = DeviceAugment(cfg)
+        self.seed, self.rank = int(seed), int(rank)
+
+    def __call__(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
+        if not self.augment.cfg.enabled:
+            return batch
+        return self._part(batch, step_generator(self.seed, step, self.rank))
+
+    def _part(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        if "image" not in batch:  # a paired batch: its parts in the collate's (fixed) key order
+            return {k: self._part(v, generator) for k, v in batch.items()}
+        return self.apply(batch, self.augment.draw(batch["image"].shape[0], generator))
+
+    def apply(self, batch: dict[str, Any], params: dict[str, Tensor]) -> dict[str, Any]:
+        """One detection batch (not a pair) augmented with ``params`` (``DeviceAugment.draw``'s)."""
+        from .box_geometry import transform_boxes
+
+        images, _ = self.augment.apply(batch["image"], None, params)
+        size = (images.shape[-2], images.shape[-1])
+        boxes, labels = [], []
+        for b, (box, label) in enumerate(zip(batch["boxes"], batch["labels"], strict=True)):
+            degrees = float(params["angle"][b]) if bool(params["rotate"][b]) else None
+            moved, keep = transform_boxes(box, size, bool(params["hflip"][b]), bool(params["vflip"][b]), degrees)
+            boxes.append(moved.to(box.dtype))
+            labels.append(label[keep.to(label.device)])
+        return {**batch, "image": images.to(batch["image"].dtype), "boxes": boxes, "labels": labels}
+
+
+__all__ = ["DeviceAugment", "BatchAugment", "DetectionBatchAugment", "step_generator", "rotate", "sharpen", "clahe"]

@@ -35,15 +35,15 @@ class AugmentConfig(Section):
     solarize_threshold: float = Field(0.8, ge=0, le=1)
 
 
-def flip(image: np.ndarray, mask: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flip (H, W) image and mask along ``axis`` (1 = left-right, 0 = up-down)."""
-    return np.flip(image, axis), np.flip(mask, axis)
+def flip(image: np.ndarray, mask: np.ndarray | None, axis: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flip (H, W) image and mask (or None) along ``axis`` (1 = left-right, 0 = up-down)."""
+    return np.flip(image, axis), (None if mask is None else np.flip(mask, axis))
 
 
-def rotate(image: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate about the centre, same shape; the mask by nearest neighbour so it stays binary."""
+def rotate(image: np.ndarray, mask: np.ndarray | None, degrees: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rotate about the centre, same shape; the mask (or None) by nearest neighbour so it stays binary."""
     img = ndimage.rotate(image, degrees, reshape=False, order=1, mode="constant", cval=0.0)
-    msk = ndimage.rotate(mask, degrees, reshape=False, order=0, mode="constant", cval=0.0)
+    msk = None if mask is None else ndimage.rotate(mask, degrees, reshape=False, order=0, mode="constant", cval=0.0)
     return img, msk
 
 
@@ -69,14 +69,42 @@ def augment(
     The decisions and parameters are drawn up front, so one transform's probability does not shift
     the random numbers of the next.
     """
+    image, out, _ = _augment(image, mask, rng, cfg)
+    assert out is not None
+    return image, out
+
+
+def augment_detection(
+    image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`augment` of a (H, W) image with (N, 4) xyxy boxes (pixel edges) instead of a mask.
+
+    Returns the float32 image, the boxes that stay visible (flipped, rotated: the box enclosing the rotated box,
+    clipped; ``box_geometry``) and the (N,) bool mask of which input boxes they are. Same draws as :func:`augment`.
+    """
+    import torch
+
+    from .box_geometry import transform_boxes
+
+    image, _, (hflip, vflip, degrees) = _augment(image, None, rng, cfg)
+    out, keep = transform_boxes(torch.from_numpy(np.asarray(boxes, np.float32)), image.shape[:2], hflip, vflip, degrees)
+    return image, out.numpy(), keep.numpy()
+
+
+def _augment(
+    image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator, cfg: AugmentConfig
+) -> tuple[np.ndarray, np.ndarray | None, tuple[bool, bool, float | None]]:
+    """:func:`augment`, the mask optional, plus its geometry (hflip, vflip, rotation degrees or None) for boxes."""
     u = rng.random(8)
     angle, shift, factor, amount = rng.uniform(-1, 1, 4)
-    if u[0] < cfg.hflip:
+    hflip, vflip = bool(u[0] < cfg.hflip), bool(u[1] < cfg.vflip)
+    degrees = float(angle * cfg.max_degrees) if u[2] < cfg.rotate and cfg.max_degrees > 0 else None
+    if hflip:
         image, mask = flip(image, mask, 1)
-    if u[1] < cfg.vflip:
+    if vflip:
         image, mask = flip(image, mask, 0)
-    if u[2] < cfg.rotate and cfg.max_degrees > 0:
-        image, mask = rotate(image, mask, angle * cfg.max_degrees)
+    if degrees is not None:
+        image, mask = rotate(image, mask, degrees)
     if u[3] < cfg.brightness_contrast:
         mean = float(image.mean())
         image = (image - mean) * (1.0 + factor * cfg.contrast) + mean + shift * cfg.brightness
@@ -89,4 +117,5 @@ def augment(
     image = np.clip(image, 0.0, 1.0)
     if u[7] < cfg.solarize:
         image = np.where(image > cfg.solarize_threshold, 1.0 - image, image)
-    return image.astype(np.float32), mask.astype(np.float32)
+    out = None if mask is None else mask.astype(np.float32)
+    return image.astype(np.float32), out, (hflip, vflip, degrees)

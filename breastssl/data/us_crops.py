@@ -128,6 +128,59 @@ class CropAugment:
         return x * gain
 
 
+class CropBatchAugment:
+    """The loop's ``batch_transform`` for crops (``train.augment_on=device``): the batch's plain ``image`` crops
+    (B, C, S, S) become ``views`` independently augmented views, ``image`` (and ``image_teacher`` with views=2).
+
+    :class:`CropAugment`'s transforms on the whole batch on its device, with the same parameter distributions;
+    the parameters come from a CPU generator seeded by (seed, step, rank) (``device_augment.step_generator``), so
+    a resumed run augments step s as the uninterrupted one did. For a given parameter row the output equals
+    ``CropAugment.apply``'s exactly (tests).
+    """
+
+    def __init__(self, transform: CropAugment, views: int, seed: int, rank: int = 0) -> None:
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 (student) or 2 (student + teacher), not {views}")
+        self.transform, self.views, self.seed, self.rank = transform, views, int(seed), int(rank)
+
+    def draw(self, n: int, generator: torch.Generator) -> Tensor:
+        """(n, 4) parameter rows as :meth:`CropAugment.draw` gives one: flip (0/1), dy, dx, gain."""
+        t = self.transform
+        flip = (torch.rand(n, generator=generator) < 0.5) & t.flip
+        shift = torch.randint(-t.translate, t.translate + 1, (n, 2), generator=generator)
+        gain = 1.0 + t.contrast * (2.0 * torch.rand(n, generator=generator) - 1.0)
+        return torch.cat([flip.float()[:, None], shift.float(), gain[:, None]], dim=1)
+
+    @staticmethod
+    def apply(x: Tensor, params: Tensor) -> Tensor:
+        """(B, C, S, S) crops transformed by (B, 4) ``params``: flip, then shift (reflect-padded), then gain."""
+        p = params.to(x.device)
+        x = torch.where(p[:, 0].bool().view(-1, 1, 1, 1), x.flip(-1), x)
+        dy, dx = p[:, 1].long(), p[:, 2].long()
+        t = int(torch.cat([dy.abs(), dx.abs()]).max()) if len(p) else 0
+        if t:
+            # one reflect padding of the widest shift serves every sample: reflect padding by t' < t gives the same
+            # values where a shift by at most t' reads
+            b, c, h, w = x.shape
+            padded = F.pad(x, (t, t, t, t), mode="reflect")
+            rows = torch.arange(h, device=x.device) + t - dy[:, None]  # (B, H): output row i reads padded row
+            cols = torch.arange(w, device=x.device) + t - dx[:, None]  # (B, W)
+            bi = torch.arange(b, device=x.device).view(-1, 1, 1, 1)
+            ci = torch.arange(c, device=x.device).view(1, -1, 1, 1)
+            x = padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+        return x * p[:, 3].to(x.dtype).view(-1, 1, 1, 1)
+
+    def __call__(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
+        from .device_augment import step_generator
+
+        gen = step_generator(self.seed, step, self.rank)
+        x = batch["image"]
+        out = dict(batch)
+        for key in ("image", "image_teacher")[: self.views]:  # the student's view, then the teacher's
+            out[key] = self.apply(x, self.draw(len(x), gen))
+        return out
+
+
 class CropDataset(Dataset):
     """Nodule crops for the recognition network: ``{"image": (1, S, S), "label", "sup_cls", "index"}``, plus
     ``"image_teacher"`` (1, S, S) with ``views=2``.

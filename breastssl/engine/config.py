@@ -63,10 +63,10 @@ class TrainConfig(Section):
     deterministic: bool = Field(False, description="deterministic kernels (slower); needed for bit-exact resume")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)
-    augment_on: Literal["loader", "device"] = Field(
-        "loader",
+    augment_on: Literal["auto", "loader", "device"] = Field(
+        "auto",
         description="where training augmentation runs: per sample in the DataLoader (loader), or batched on the "
-        "training device after the batch is moved there (device; recipes that support it: dbt)",
+        "training device once the batch is there (device: every recipe); auto = device on CUDA, else loader",
     )
     round_steps: PositiveInt | None = Field(None, description="call strategy.before_round every round_steps steps")
     log_every: PositiveInt = 10

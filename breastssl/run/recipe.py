@@ -16,6 +16,10 @@ method whose training stops early (the ultrasound mean teacher's early stopping 
 A recipe's ``build`` validates the user's data (a clear :class:`~breastssl.errors.DataError` naming the file, row
 or column) before anything trains; with ``dry_run`` it must not train anything (a recipe with a prerequisite
 stage, such as the ultrasound detector, skips it and says so in ``summary``).
+
+Augmentation (``train.augment_on``): a recipe whose training augments sets ``device_augment = True`` and, when
+:func:`augments_on_device` says so, builds a dataset that yields plain items and returns the batched device
+transform as ``Built.batch_transform`` (the loop applies it to each batch once it is on the training device).
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ class Built:
     summary: dict[str, Any] = field(default_factory=dict)  # counts and choices: printed by --dry-run, in metrics.json
     state: dict[str, Any] = field(default_factory=dict)  # the recipe's own things for finish / evaluate / card
     batch_transform: Any = None  # None, or fit's batch_transform(batch, step): e.g. augmentation on the device
+
+
+def augments_on_device(cfg: RunConfigBase, ctx: Any) -> bool:
+    """Whether the run augments on the training device: ``train.augment_on`` device, or auto on a CUDA device
+    (per-sample augmentation in DataLoader workers cannot feed a GPU at paper size: issue 18)."""
+    mode = cfg.train.augment_on
+    return mode == "device" or (mode == "auto" and getattr(ctx.device, "type", "cpu") == "cuda")
 
 
 class Recipe(Protocol):

@@ -57,6 +57,8 @@ def dry_run(cfg: RunConfigBase, built: Built) -> dict[str, Any]:
     import torch
 
     batch = _first_batch(built, cfg)
+    if built.batch_transform is not None:  # augmentation on the device: the batch the strategy would see
+        batch = built.batch_transform(batch, 0)
     n_params = sum(p.numel() for p in built.model.parameters())
     built.model.train()
     with torch.no_grad():

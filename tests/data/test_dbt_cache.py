@@ -81,3 +81,36 @@ def test_a_cache_missing_manifest_rows_is_a_data_error(dbt, tmp_path, capsys):
     assert _train(dbt, tmp_path / "run", f"data.cache={cache}") == 2
     said = capsys.readouterr()
     assert "not in the cache" in said.out + said.err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_compact_items_hold_the_same_numbers_in_fewer_bytes(dbt, tmp_path, dtype):
+    """SliceDataset(compact=True), the device path's items: float16 images from a float16 cache (uint8: float32)
+    and uint8 masks; the device transform's float32 batch equals the plain items exactly when no op fires."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from breastssl.data.dbt_slices import SliceDataset
+    from breastssl.data.device_augment import BatchAugment
+    from breastssl.data.transforms import AugmentConfig
+
+    cache = tmp_path / "cache"
+    build_cache(dbt / "manifest.csv", cache, SIZE, workers=1, dtype=dtype, mode="dbt")
+    manifest = pd.read_csv(dbt / "manifest.csv", dtype={"image_id": str})
+    lesions = pd.read_csv(dbt / "lesions.csv", dtype={"image_id": str})
+    store = StackStore(manifest, dbt, SIZE, lesions, 1, cache=CacheReader(cache))
+    les = lesions[lesions["lesion_class"] == "malignant"].iloc[0]
+    table = pd.DataFrame({"image_id": [str(les["image_id"])] * 2 + [str(manifest["image_id"].iloc[0])],
+                          "slice": [int(les["slice"]), 0, 1], "label": 1.0, "sup_cls": 1.0, "sup_seg": [1.0, 0.0, 0.0],
+                          "kd": 0.0})  # fmt: skip
+    plain, compact = SliceDataset(table, store), SliceDataset(table, store, compact=True)
+    items = [compact[i] for i in range(3)]
+    assert items[0]["image"].dtype == (torch.float16 if dtype == "float16" else torch.float32)
+    assert items[0]["mask"].dtype == torch.uint8 and items[0]["mask"].sum() > 0  # the lesion's slice
+    identity = BatchAugment(AugmentConfig(enabled=False), seed=0)
+    got = identity(default_collate(items), 0)
+    ref = default_collate([plain[i] for i in range(3)])
+    assert got["image"].dtype == got["mask"].dtype == torch.float32
+    assert torch.equal(got["image"], ref["image"]) and torch.equal(got["mask"], ref["mask"])
+    with pytest.raises(ValueError, match="compact"):
+        SliceDataset(table, store, AugmentConfig(), compact=True)

@@ -157,3 +157,19 @@ def test_every_strategy_trains_predicts_and_exports(name, data, teachers, tmp_pa
     ]
     evaluated = runner.invoke(app, [*args, "--level", "breast"] if family == "dbt" else args)
     assert evaluated.exit_code == 0, f"{evaluated.output}\n{evaluated.exception!r}"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_trains_with_augment_on_device(family, data, teachers, tmp_path):
+    """train.augment_on=device through `breastssl train`: each family's batches augmented by its device transform
+    (DBT slices, mammography pairs in the strategy, ultrasound crop views, CoMoTo DBT/mammography pairs + boxes)."""
+    recipe, tiny = FAMILIES[family]
+    name = {"dbt": "selective_kd", "mammo": "self_training", "us": "mean_teacher", "comoto": "comoto"}[family]
+    out = tmp_path / "run"
+    items = [*data_items(family, data), *tiny, *COMMON, f"strategy.name={name}", f"train.out_dir={out}",
+             "train.augment_on=device"]  # fmt: skip
+    if family == "comoto":  # the full augmentation (rotation, photometry), boxes following
+        items += ["data.augment.rotate=0.5", "data.augment.vflip=0.5"]
+    train(recipe, [*items, *teacher_items(name, teachers)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert str(metrics["augment_on"]).startswith("device"), metrics.get("augment_on")

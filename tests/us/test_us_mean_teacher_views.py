@@ -133,8 +133,8 @@ def test_labelled_crops_per_batch_match_across_arms(equal):
     for arm in ("semi", "sup_basic", "sup_all"):
         lab_idx, unl_idx = arm_indices(arm, r, tr)
         n_lab, n_unl = arm_batch(arm, r, tr)
-        ds, sampler = crop_training_data(crops["train_x"], tr, lab_idx, unl_idx, n_lab, n_unl, r,
-                                         2 if arm == "semi" else 1, 0)  # fmt: skip
+        ds, sampler, _ = crop_training_data(crops["train_x"], tr, lab_idx, unl_idx, n_lab, n_unl, r,
+                                            2 if arm == "semi" else 1, 0)  # fmt: skip
         batches = [b for _, b in zip(range(4), iter(sampler), strict=False)]
         per_arm[arm] = {(int(sum(ds[i]["sup_cls"] for i in b)), len(b)) for b in batches}
         assert all(set(b) <= set(lab_idx) | set(unl_idx) for b in batches)

@@ -32,11 +32,12 @@ from pydantic import Field
 from torch import nn
 
 from ...config import ImageSize, Section
+from ...data.transforms import AugmentConfig
 from ...errors import ConfigError, DataError, UserError
 from ...models.comoto import DetectorConfig, detector_kwargs
 from ...strategies.comoto_common import ComotoConfig
 from ..config import RunConfigBase
-from ..recipe import Built
+from ..recipe import Built, augments_on_device
 
 TEACHER = "comoto_teacher"
 
@@ -61,6 +62,18 @@ class DataConfig(Section):
     balance: bool = Field(True, description="repeat positive DBT slices so that about half hold boxes")
     fraction: float = Field(1.0, gt=0.0, le=1.0, description="fraction of DBT training patients (nested by seed)")
     hflip: bool = Field(True, description="random horizontal flips, seeded by (train.seed, epoch, index)")
+    augment: AugmentConfig | None = Field(
+        None, description="the full slice augmentation (flips, rotation, brightness/contrast, CLAHE, sharpen, noise, "
+        "solarize) of DBT slices and mammograms, boxes following the geometry; replaces hflip. None = hflip alone "
+        "(the measured CoMoTo runs)",
+    )  # fmt: skip
+
+    def augmentation(self) -> AugmentConfig:
+        """What the run's augmentation draws: ``augment``, or hflip alone as an :class:`AugmentConfig`."""
+        if self.augment is not None:
+            return self.augment
+        off = dict.fromkeys(("vflip", "rotate", "brightness_contrast", "noise", "sharpen", "clahe", "solarize"), 0.0)
+        return AugmentConfig(enabled=self.hflip, hflip=0.5, **off)
 
 
 class TeacherConfig(Section):
@@ -169,12 +182,14 @@ def _fmt(value: Any) -> str:
 class ComotoRecipe:
     family = "comoto"
     config = RunConfig
+    device_augment = True  # augment_on=device: DetectionBatchAugment (data/device_augment.py)
 
     def build(self, cfg: RunConfig, ctx: Any, dry_run: bool = False) -> Built:
         import torch
 
         from ...data.comoto import read_boxed_source, require_boxes, student_dataset
         from ...data.detection_slices import DetectionDataset, dbt_detection_table, mammo_detection_table
+        from ...data.device_augment import DetectionBatchAugment
         from ...models.comoto import comoto_detector
         from ...strategies import create_strategy
         from ...strategies.comoto_common import student_from_teacher
@@ -185,7 +200,10 @@ class ComotoRecipe:
         mammo_man, mammo_les, mammo_root = read_boxed_source(src.manifest, src.lesions, "MG", "data.mammo")
         mammo_table = mammo_detection_table(mammo_man, mammo_les, src.train_split)
         require_boxes(mammo_table, src.manifest, src.train_split, "mammograms")
-        mammo = DetectionDataset(mammo_table, mammo_man, mammo_root, size, cfg.data.hflip, seed)
+        on_device = augments_on_device(cfg, ctx)
+        # augment_on=device: the datasets yield plain slices, the loop augments each batch (boxes following)
+        hflip, augment = (False, None) if on_device else (cfg.data.hflip, cfg.data.augment)
+        mammo = DetectionDataset(mammo_table, mammo_man, mammo_root, size, hflip, seed, augment)
         summary: dict[str, Any] = {"mammograms": len(mammo_table), "mammo_positive": int(mammo_table["positive"].sum())}
         state: dict[str, Any] = {"mammo": (mammo_man, mammo_les, mammo_root)}
         if name == TEACHER:
@@ -198,7 +216,7 @@ class ComotoRecipe:
             dbt_train = dbt_detection_table(dbt_man, dbt_les, src.train_split, cfg.data.halfwidth, cfg.data.neg_stride)
             require_boxes(dbt_train, src.manifest, src.train_split, "slices of fully annotated DBT stacks")
             dataset, counts = student_dataset(dbt_train, dbt_man, dbt_root, mammo, size, cfg.data.fraction, seed,
-                                              cfg.data.balance, cfg.data.hflip)  # fmt: skip
+                                              cfg.data.balance, hflip, augment)  # fmt: skip
             torch.manual_seed(seed)  # as the experiment: seed, then the student (a copy of the teacher, or fresh)
             fresh = teacher is None or cfg.teacher.student_init == "scratch"
             model = comoto_detector(cfg.model) if fresh else student_from_teacher(teacher)
@@ -209,7 +227,9 @@ class ComotoRecipe:
         strategy = create_strategy(name, model, teacher, cfg.strategy)
         sampler = _sampler(len(dataset), cfg, ctx, "mammograms" if name == TEACHER else "DBT slices")
         summary = {**strategy.describe(), **summary, "image_size": list(size)}
-        return Built(model, strategy, dataset, sampler, _collate(), summary, state)
+        summary["augment_on"] = "device" if on_device else "loader"
+        transform = DetectionBatchAugment(cfg.data.augmentation(), seed, ctx.rank) if on_device else None
+        return Built(model, strategy, dataset, sampler, _collate(), summary, state, batch_transform=transform)
 
     def finish(self, cfg: RunConfig, built: Built, ctx: Any) -> None:
         return None  # the newest checkpoint's student is the run's model

@@ -24,7 +24,7 @@ from ...errors import ConfigError, DataError
 from ...models.config import ModelConfig, build_model
 from ...strategies.distill import StrategyConfig
 from ..config import RunConfigBase
-from ..recipe import Built
+from ..recipe import Built, augments_on_device
 
 TEACHER_SCORES = "teacher_scores.csv"
 LEVELS = ("stack", "breast", "exam")
@@ -287,10 +287,11 @@ class DBTRecipe:
         }
         if dry_run and cls.selective:
             summary["note"] = "dry run: the pool is not scored by the teacher, so no slice is selected"
-        on_device = cfg.train.augment_on == "device" and cfg.data.augment.enabled
+        on_device = augments_on_device(cfg, ctx) and cfg.data.augment.enabled
         # augment_on=device: the loader yields plain slices and the loop augments each batch on the training device
-        dataset = SliceDataset(plan, store, None if on_device else cfg.data.augment, seed=cfg.train.seed)
-        summary["augment_on"] = cfg.train.augment_on
+        dataset = SliceDataset(plan, store, None if on_device else cfg.data.augment, seed=cfg.train.seed,
+                               compact=on_device)  # fmt: skip
+        summary["augment_on"] = "device" if on_device else "loader"
         state = {"manifest": manifest, "store": store, "calibration": calibration}
         transform = BatchAugment(cfg.data.augment, cfg.train.seed, ctx.rank) if on_device else None
         return Built(student, strategy, dataset, sampler, None, summary, state, batch_transform=transform)

@@ -162,6 +162,9 @@ def _plan_steps(cfg: RunConfig, strategy: Any) -> dict[str, Any]:
 class MammoRecipe:
     family = "mammo"
     config = RunConfig
+    # the self-training strategy augments whole batches inside its loss, on the training device, whatever
+    # train.augment_on says (the pairs of image, report-derived aux and target move together; no loader path)
+    device_augment = True
 
     def build(self, cfg: RunConfig, ctx: Any, dry_run: bool = False) -> Built:
         from ..self_training import build_student, pos_neg_sampler, self_training_data
@@ -178,6 +181,7 @@ class MammoRecipe:
         sampler = pos_neg_sampler(dataset, cfg.strategy, cfg.train.batch_size, spe, cfg.train.seed, ctx.rank,
                                   ctx.world_size)  # fmt: skip
         summary = {**strategy.describe(), **plan, "images": data.counts, "image_size": list(cfg.data.image_size)}
+        summary["augment_on"] = "device (in the strategy's loss)" if cfg.strategy.augment.enabled else "off"
         if dry_run:  # the CRF mining runs at the start of each round of fit: a dry run reaches none
             summary["note"] = "dry run: nothing trained; the weak images are mined (CRF) only when training"
         state = {"test": data.test, "kwargs": kwargs}

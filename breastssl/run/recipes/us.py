@@ -29,7 +29,7 @@ from ...config import Section
 from ...engine import FitResult
 from ...strategies.mean_teacher import MeanTeacherConfig
 from ..config import RunConfigBase
-from ..recipe import Built
+from ..recipe import Built, augments_on_device
 from .us_data import DataConfig, read_data
 from .us_stages import USCropConfig, USDetectorConfig
 
@@ -154,6 +154,7 @@ def _block(preds: pd.DataFrame, threshold: float) -> dict[str, Any]:
 class USRecipe:
     family = "us"
     config = RunConfig
+    device_augment = True  # augment_on=device: the crops' views made on the device (us_crops.CropBatchAugment)
 
     def build(self, cfg: RunConfig, ctx: Any, dry_run: bool = False) -> Built:
         """Data checked, the detector trained (not in a dry run), crops cut, the recognition network and its mean
@@ -203,8 +204,11 @@ class USRecipe:
         # semi: two independently augmented views, the student's and the teacher's (the mean-teacher reference);
         # a supervised arm trains its student alone, on one view
         views = 2 if arm == "semi" else 1
-        dataset, sampler = crop_training_data(train_x, train, lab_idx, unl_idx, n_lab, n_unl, r, views,
-                                              cfg.train.seed, ctx.rank, ctx.world_size)  # fmt: skip
+        on_device = augments_on_device(cfg, ctx)
+        dataset, sampler, transform = crop_training_data(
+            train_x, train, lab_idx, unl_idx, n_lab, n_unl, r, views, cfg.train.seed, ctx.rank, ctx.world_size,
+            on_device,
+        )  # fmt: skip
         summary = {
             **strategy.describe(),
             "images": {s: int((man["set"] == s).sum()) for s in SETS},
@@ -213,11 +217,12 @@ class USRecipe:
             "val_crops": len(val),
             "arm": arm,
             "per_step": {"labelled": n_lab, "unlabelled": n_unl},
+            "augment_on": "device" if on_device else "loader",
             **notes,
         }
         state = {"frames": frames, "table": table, "detector": det,
                  "val_accuracy": val_accuracy(val_x, val["label"].to_numpy(), cfg.eval.threshold)}  # fmt: skip
-        return Built(model, strategy, dataset, sampler, None, summary, state)
+        return Built(model, strategy, dataset, sampler, None, summary, state, batch_transform=transform)
 
     def fit(self, cfg: RunConfig, built: Built, ctx: Any) -> FitResult:
         """The recognition stage, early-stopped on val accuracy: the one loop in chunks (see the module doc)."""
@@ -231,7 +236,7 @@ class USRecipe:
         early = fit_early_stopping(built.strategy, built.dataset, cfg.train, built.batch_sampler,
                                    built.state["val_accuracy"], cfg.recognition.eval_every, cfg.train.steps,
                                    cfg.strategy.first_counted_step, best_path=out / BEST, run_config=cfg,
-                                   dist_ctx=ctx)  # fmt: skip
+                                   dist_ctx=ctx, batch_transform=built.batch_transform)  # fmt: skip
         built.summary["early_stopping"] = {"best_step": early["best_step"], "best_val_accuracy": early["best_value"],
                                            "stopped_at": early["steps"], "history": early["history"]}  # fmt: skip
         return FitResult(step=early["steps"], metrics={}, checkpoint=latest_checkpoint(out))

@@ -213,22 +213,27 @@ def crop_training_data(
     seed: int,
     rank: int = 0,
     world_size: int = 1,
-) -> tuple[Any, Any]:
-    """(dataset, batch sampler) of the training crops (N, 1, S, S): ``n_lab`` labelled + ``n_unl`` unlabelled per step.
+    on_device: bool = False,
+) -> tuple[Any, Any, Any]:
+    """(dataset, batch sampler, batch transform) of the training crops (N, 1, S, S): ``n_lab`` labelled +
+    ``n_unl`` unlabelled per step.
 
     ``views=2`` gives the student and the teacher two independently augmented views (the mean teacher); a
-    supervised run needs one.
+    supervised run needs one. ``on_device`` (``train.augment_on``): the dataset yields plain crops and the batch
+    transform (else None) makes the views on the training device (``us_crops.CropBatchAugment``).
     """
     from ...data.labelled_sampler import LabelledUnlabelledBatchSampler
-    from ...data.us_crops import CropAugment, CropDataset
+    from ...data.us_crops import CropAugment, CropBatchAugment, CropDataset
 
     labelled = np.zeros(len(tr), dtype=bool)
     labelled[lab_idx] = True
     aug = CropAugment(flip=r.flip, translate=r.translate, contrast=r.contrast)
-    ds = CropDataset(crops, tr["label"].clip(lower=0).to_numpy(), labelled, True, views, aug)
+    ds = CropDataset(crops, tr["label"].clip(lower=0).to_numpy(), labelled, not on_device,
+                     1 if on_device else views, aug)  # fmt: skip
+    transform = CropBatchAugment(aug, views, seed, rank) if on_device else None
     sampler = LabelledUnlabelledBatchSampler(lab_idx, unl_idx, n_lab + n_unl, n_lab / (n_lab + n_unl), seed=seed,
                                              rank=rank, world_size=world_size)  # fmt: skip
-    return ds, sampler
+    return ds, sampler, transform
 
 
 def val_accuracy(crops: np.ndarray, labels: np.ndarray, threshold: float) -> Callable[[nn.Module], float]:
