@@ -9,8 +9,9 @@ Storage, 12-bit texture with a lesion) and one 1024 × 832 mammogram, each uncom
 - **decode**: ``breastssl.data.dbt_slices.load_stack`` (the reader every training and predict path uses: pixel
   decode, VOI window, float32 in [0, 1]) for the stack; ``read_image`` for the mammogram;
 - **cache read**: the stack through ``breastssl cache --mode dbt`` (float16 and uint8, at 896 × 640), every slice
-  read as float32 by ``CacheReader.slice_f32``, as the DBT recipe's ``data.cache`` reads a training slice (warm
-  page cache: the memory-mapped read, not the disk).
+  read as float32 by ``CacheReader.slice_f32``, as the DBT recipe's ``data.cache`` reads a training slice; the
+  mammogram through ``--mode prepare`` at 1024 × 832, read as float32 (warm page cache: the memory-mapped read,
+  not the disk).
 
 Reports slices/s per core and the cores each needs to feed a GPU consuming ``--rate`` slices/s. Absolute figures
 depend on the machine (printed); the ratios are measured in one run.
@@ -81,26 +82,33 @@ def per_core(fn, n_slices: int, reps: int) -> float:
     return n_slices / float(np.median(times))
 
 
-def cache_rates(root: Path, dbt: Path, slices: int, reps: int) -> dict[str, float]:
-    """Slices/s reading the stack back from a float16 and a uint8 cache (every slice as float32)."""
+def cache_rates(root: Path, dbt: Path, mg: Path, slices: int, reps: int) -> dict[str, float]:
+    """Slices/s reading back from float16 and uint8 caches as float32: every DBT slice of a ``--mode dbt`` cache
+    (as the DBT recipe's data.cache reads a training slice), and the mammogram of a ``--mode prepare`` cache."""
     from breastssl.data.cache import CacheReader, build_cache
 
-    manifest = pd.DataFrame([{"patient_id": "p", "exam_id": "bench", "image_id": "dbt", "laterality": "L",
-                              "view": "CC", "modality": "DBT", "vendor": "bench", "site": "s", "path": dbt.name,
-                              "n_slices": slices, "breast_label": "normal", "annotation": "none",
-                              "split": "train"}])  # fmt: skip
-    manifest.to_csv(root / "manifest.csv", index=False)
+    def row(image_id: str, path: Path, modality: str, n: int) -> dict:
+        return {"patient_id": "p", "exam_id": "bench", "image_id": image_id, "laterality": "L", "view": "CC",
+                "modality": modality, "vendor": "bench", "site": "s", "path": path.name, "n_slices": n,
+                "breast_label": "normal", "annotation": "none", "split": "train"}  # fmt: skip
+
+    pd.DataFrame([row("dbt", dbt, "DBT", slices)]).to_csv(root / "dbt.csv", index=False)
+    pd.DataFrame([row("mg", mg, "MG", 1)]).to_csv(root / "mg.csv", index=False)
     out = {}
     for dtype in ("float16", "uint8"):
-        cache = root / f"cache_{dtype}"
-        build_cache(root / "manifest.csv", cache, DBT_SIZE, workers=1, dtype=dtype, mode="dbt")
+        cache = root / f"cache_dbt_{dtype}"
+        build_cache(root / "dbt.csv", cache, DBT_SIZE, workers=1, dtype=dtype, mode="dbt")
         reader = CacheReader(cache)
 
         def read(reader: CacheReader = reader) -> None:  # as the DBT recipe's data.cache reads a training slice
             for z in range(slices):
                 reader.slice_f32("dbt", z)
 
-        out[dtype] = per_core(read, slices, reps)
+        out[f"DBT {DBT_SIZE[0]}x{DBT_SIZE[1]}, {dtype}"] = per_core(read, slices, reps)
+        cache = root / f"cache_mg_{dtype}"
+        build_cache(root / "mg.csv", cache, MG_SIZE, workers=1, dtype=dtype, mode="prepare")
+        mg_reader = CacheReader(cache)
+        out[f"MG {MG_SIZE[0]}x{MG_SIZE[1]}, {dtype}"] = per_core(lambda r=mg_reader: r.stack_f32("mg"), 1, reps)
     return out
 
 
@@ -132,8 +140,8 @@ def main() -> None:
                 rate = per_core(lambda p=path: read_image(p), 1, args.reps)
                 label = f"decode MG {MG_SIZE[0]}x{MG_SIZE[1]}, {key.split()[1]} ({mb:.1f} MB)"
             rows.append((label, rate))
-        for dtype, rate in cache_rates(root, files["dbt raw"], args.slices, args.reps).items():
-            rows.append((f"cache read DBT {DBT_SIZE[0]}x{DBT_SIZE[1]}, {dtype} -> float32", rate))
+        for what, rate in cache_rates(root, files["dbt raw"], files["mg raw"], args.slices, args.reps).items():
+            rows.append((f"cache read {what} -> float32", rate))
     print(f"\none thread, process CPU time, median of {args.reps}; cores to feed {args.rate:,.0f} slices/s")
     print(f"{'what':58s} {'slices/s/core':>14s} {'cores':>7s}")
     figures = []

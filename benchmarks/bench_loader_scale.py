@@ -34,6 +34,7 @@ from bench_decode_scale import per_core
 from torch.utils.data import default_collate
 
 H, W = 896, 640
+MG_SIZE = (1024, 832)
 
 
 def write_cache(root: Path, slices: int, size: tuple[int, int] = (H, W)) -> Path:
@@ -70,6 +71,52 @@ def dataset(cache: Path, root: Path, slices: int, augment: bool, compact: bool, 
     return SliceDataset(table, store, AugmentConfig() if augment else None, seed=0, compact=compact)
 
 
+def mammo_dataset(n: int, size: tuple[int, int] = MG_SIZE):
+    """The self-training dataset over ``n`` in-memory pairs at ``size`` (as the mammography recipe loads them),
+    a quarter fully annotated, the rest weak with a pseudo mask (the TP role: every item carries image, aux, mask)."""
+    from breastssl.data.mammo_pairs import PairArrays
+    from breastssl.data.self_training_data import FULL, TP, SelfTrainingDataset
+
+    rng = np.random.default_rng(0)
+    images = rng.random((n, 1, *size), dtype=np.float32)
+    masks = np.zeros((n, 1, *size), np.uint8)
+    table = pd.DataFrame({"image_id": [f"m{i}" for i in range(n)], "has_lesion": False})
+    pairs = PairArrays(images, images[::-1].copy(), masks, table)
+    full = np.arange(n) % 4 == 0
+    ds = SelfTrainingDataset(pairs, full, np.full(n, 0.9, np.float32))
+    ds.roles[:] = np.where(full, FULL, TP)
+    return ds
+
+
+def mammo_cached_dataset(root: Path, n: int, size: tuple[int, int] = MG_SIZE):
+    """The self-training dataset over ``n`` pairs read from a float16 ``breastssl cache`` (the recipe's data.cache),
+    compact items (float16 image, aux, mask); roles as :func:`mammo_dataset`."""
+    from breastssl.data.cache import CacheReader, build_cache
+    from breastssl.data.mammo_cache import load_pairs_cached
+    from breastssl.data.self_training_data import FULL, TP
+    from breastssl.run.self_training import self_training_data
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[: size[0], : size[1]].astype(np.float32)
+    breast = ((yy - size[0] / 2) / (0.45 * size[0])) ** 2 + (xx / (0.8 * size[1])) ** 2 < 1  # chest wall left
+    rows = []
+    for k in range(n):
+        img = np.where(breast, 0.5 + 0.1 * rng.random(size, dtype=np.float32), 0.0).astype(np.float32)
+        np.save(root / f"m{k}.npy", img)
+        rows.append({"patient_id": f"p{k // 2}", "exam_id": f"e{k // 2}", "image_id": f"m{k}",
+                     "laterality": "LR"[k % 2], "view": "CC", "modality": "MG", "vendor": "bench", "site": "s",
+                     "path": f"m{k}.npy", "n_slices": 1, "breast_label": "normal", "annotation": "none",
+                     "split": "train"})  # fmt: skip
+    manifest = pd.DataFrame(rows)
+    manifest.to_csv(root / "mg.csv", index=False)
+    build_cache(root / "mg.csv", root / "mg_cache", size, workers=1)
+    pairs = load_pairs_cached(manifest, None, root, size, CacheReader(root / "mg_cache"))
+    full = np.arange(n) % 4 == 0
+    ds = self_training_data(pairs, np.flatnonzero(full), np.flatnonzero(~full), np.full(n, 0.9), compact=True)
+    ds.roles[:] = np.where(np.r_[full[full], full[~full]], FULL, TP)
+    return ds
+
+
 def stage_rates(ds, batch: int, reps: int) -> dict[str, float]:
     """item, collate and pin-copy slices/s per core for one dataset."""
     n = len(ds)
@@ -95,6 +142,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rate", type=float, default=2000.0, help="GPU consumption, slices/s, to feed")
+    ap.add_argument(
+        "--mg-rate",
+        type=float,
+        default=670.0,
+        help="GPU consumption, mammography pairs/s (two backbone passes on 1.49x the pixels: ~2000/3)",
+    )
     ap.add_argument("--quick", action="store_true", help="8 slices per stack, batch 8, 2 repetitions")
     ap.add_argument("--json", default=None, help="write the figures here (run_all.py)")
     args = ap.parse_args()
@@ -109,6 +162,10 @@ def main() -> None:
         cache = write_cache(root, args.slices)
         rates = {name: stage_rates(dataset(cache, root, args.slices, aug, compact), args.batch, args.reps)
                  for name, (aug, compact) in variants.items()}  # fmt: skip
+        mg = {
+            "in memory, float32": stage_rates(mammo_dataset(2 * args.slices), args.batch, args.reps),
+            "cache, compact": stage_rates(mammo_cached_dataset(root, 2 * args.slices), args.batch, args.reps),
+        }
     print(f"\n{H}x{W}, batch {args.batch}; one thread, process CPU time; cores to feed {args.rate:,.0f} slices/s")
     print(f"{'variant':28s} {'MB/slice':>8s} {'item/s':>8s} {'collate/s':>10s} {'pin copy/s':>11s} "
           f"{'worker cores':>13s} {'pin thread':>11s}")  # fmt: skip
@@ -124,6 +181,19 @@ def main() -> None:
                    note=f"worker cores for {args.rate:g}/s: {cores:.1f}"),
             Figure(f"loader {name}: pin-memory copy", r["pin copy"], "slices/s (one thread)",
                    note=f"{r['MB/slice']:.2f} MB/slice; load at {args.rate:g}/s: {pin_load:.2f}x"),
+        ]  # fmt: skip
+    print(f"\nmammography pairs {MG_SIZE[0]}x{MG_SIZE[1]} (image + aux + mask), batch {args.batch}; "
+          f"to feed {args.mg_rate:,.0f} pairs/s")  # fmt: skip
+    for name, r in mg.items():
+        per_pair = 1.0 / r["item"] + 1.0 / r["collate"]
+        cores, pin = args.mg_rate * per_pair, args.mg_rate / r["pin copy"]
+        print(f"{'pairs ' + name:28s} {r['MB/slice']:8.2f} {r['item']:8.1f} {r['collate']:10.1f} "
+              f"{r['pin copy']:11.1f} {cores:13.1f} {pin:10.2f}x")  # fmt: skip
+        figures += [
+            Figure(f"loader mammography pairs ({name}): item + collate", 1.0 / per_pair, "pairs/s/core",
+                   note=f"worker cores for {args.mg_rate:g}/s: {cores:.1f}"),
+            Figure(f"loader mammography pairs ({name}): pin-memory copy", r["pin copy"], "pairs/s (one thread)",
+                   note=f"{r['MB/slice']:.2f} MB/pair; load at {args.mg_rate:g}/s: {pin:.2f}x"),
         ]  # fmt: skip
     write_figures(args.json, "bench_loader_scale", figures)
 

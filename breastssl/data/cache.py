@@ -273,6 +273,9 @@ def _unit_f32(arr: np.ndarray) -> np.ndarray:
     return (out.mul_(1.0 / 255.0) if part.dtype == torch.uint8 else out).numpy()
 
 
+MAX_OPEN_MAPS = 4096  # memory maps a reader keeps open: a paper-scale mammography cache holds 10⁵ arrays
+
+
 class CacheReader:
     """Read a cache: ``reader[k]`` or ``reader.get(image_id)`` gives the memory-mapped array.
 
@@ -333,8 +336,16 @@ class CacheReader:
             raise DataError(f"{path}: cached array unreadable ({exc}); rebuild with `breastssl cache`") from None
         if arr.shape != self._shapes[k]:
             raise DataError(f"{path}: cached array has shape {arr.shape}, index says {list(self._shapes[k])}")
+        if len(self._open) >= MAX_OPEN_MAPS:  # each map is one kernel mapping (vm.max_map_count, 65,530 by default)
+            self._open.pop(next(iter(self._open)))  # the oldest: a dict keeps insertion order
         self._open[k] = arr
         return arr
+
+    def geometry(self, image_id: str) -> dict[str, Any]:
+        """The preprocessing geometry the index records for ``image_id`` (``Geometry.to_dict``'s dict)."""
+        if image_id not in self._row:
+            raise KeyError(f"{image_id} is not in the cache at {self.root}")
+        return json.loads(self.index["geometry"].iat[self._row[image_id]])
 
     def verify(self) -> list[str]:
         """Image ids whose array does not match its checksum (empty when the cache is intact)."""

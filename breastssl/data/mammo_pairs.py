@@ -3,14 +3,16 @@
 Every image of an exam is paired with the other breast's image of the same view (RCC ↔ LCC, RMLO ↔
 LMLO). Both are read with the manifest's reader, put in the canonical orientation (chest wall left)
 so that the two breasts overlap, cropped to the breast and resized to one size, and the lesion masks
-follow the main image's geometry. Everything is loaded once into memory: demo-scale sets are small,
-and a real-scale run would put this behind ``breastssl cache``.
+follow the main image's geometry. :func:`load_pairs` loads everything once into memory (demo-scale sets are
+small); at the paper's scale the recipe's ``data.cache`` reads the images from a ``breastssl cache`` on demand
+instead (``mammo_cache.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,18 +27,21 @@ from .preprocess import prepare_row
 class PairArrays:
     """Prepared pairs: ``images``/``aux``/``masks`` are (N, 1, H, W); ``table`` has one row per image."""
 
-    images: np.ndarray  # float32 main images in [0, 1]
-    aux: np.ndarray  # float32 contralateral images of the same view
-    masks: np.ndarray  # uint8 union of the main image's lesion masks (evaluation truth; training only if full)
+    # numpy arrays, or at paper scale arrays read on demand from a cache and sparse masks (mammo_cache.py)
+    images: Any  # float32 main images in [0, 1]
+    aux: Any  # float32 contralateral images of the same view
+    masks: Any  # uint8 union of the main image's lesion masks (evaluation truth; training only if full)
     table: pd.DataFrame  # image_id, exam_id, laterality, view, annotation, split, has_lesion, ...
 
     def __len__(self) -> int:
         return len(self.table)
 
     def subset(self, idx: np.ndarray) -> PairArrays:
-        """The pairs at positions ``idx`` (N',)."""
+        """The pairs at positions ``idx`` (N',); lazy arrays (a cache's images, sparse masks) stay lazy."""
         idx = np.asarray(idx, dtype=int)
-        return PairArrays(self.images[idx], self.aux[idx], self.masks[idx], self.table.iloc[idx].reset_index(drop=True))
+        images, aux, masks = (a.subset(idx) if hasattr(a, "subset") else a[idx] for a in (self.images, self.aux,
+                                                                                         self.masks))  # fmt: skip
+        return PairArrays(images, aux, masks, self.table.iloc[idx].reset_index(drop=True))
 
 
 def _lesion_mask(root: Path, rows: pd.DataFrame, geo: object, shape: tuple[int, int]) -> np.ndarray:
@@ -84,15 +89,22 @@ def load_pairs(
         images[i, 0] = np.clip(arr, 0.0, 1.0)
         if by_image is not None and rows[i]["image_id"] in by_image.groups:
             masks[i, 0] = _lesion_mask(root, by_image.get_group(rows[i]["image_id"]), geo, size)
+    partner = pair_partners(table)
+    table["has_lesion"] = masks.reshape(n, -1).any(axis=1)
+    return PairArrays(images, images[partner].copy(), masks, table)
+
+
+def pair_partners(table: pd.DataFrame) -> np.ndarray:
+    """(N,) position of each row's contralateral partner (same exam and view, other side); the row itself where the
+    exam has none. Sets ``table["paired"]``."""
+    n = len(table)
     key = table["exam_id"].astype(str) + "|" + table["view"].astype(str) + "|" + table["laterality"].astype(str)
     position = pd.Series(np.arange(n), index=key)
     other = table["laterality"].map({"L": "R", "R": "L"}).fillna("")
     partner_key = table["exam_id"].astype(str) + "|" + table["view"].astype(str) + "|" + other
     partner = partner_key.map(lambda k: position.get(k, -1)).to_numpy(int)
     table["paired"] = partner >= 0
-    partner = np.where(partner >= 0, partner, np.arange(n))
-    table["has_lesion"] = masks.reshape(n, -1).any(axis=1)
-    return PairArrays(images, images[partner].copy(), masks, table)
+    return np.where(partner >= 0, partner, np.arange(n))
 
 
 class PairDataset(Dataset):

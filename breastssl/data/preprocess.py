@@ -54,6 +54,13 @@ class Geometry:
         cols = ((np.arange(self.size[1]) + 0.5) * (x1 - x0) / self.size[1]).astype(int)
         return np.ascontiguousarray(m[..., rows[:, None], cols[None, :]])
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Geometry:
+        """The geometry :meth:`to_dict` described (as the cache index stores it)."""
+        f = d["flip"]
+        flip = Flip(tuple(f["shape"]), bool(f["horizontal"]), bool(f["vertical"]))
+        return cls(flip, tuple(int(v) for v in d["crop"]), tuple(int(v) for v in d["size"]))  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description (stored in the cache index)."""
         d = asdict(self)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .mammo_pairs import PairArrays
+from .sparse_maps import SparseMaps
 
 # roles of a training item; FULL marks the fully annotated images
 TN, TP, FP, FN, UNSURE, FULL = 0, 1, 2, 3, 4, 5
@@ -25,16 +26,21 @@ class SelfTrainingDataset(Dataset):
     probability map (soft) or CRF mask (hard) of a weak TP, zeros otherwise; ``label`` () — the image
     label of a full image, the NLP soft label y (or y > 0.5 when hard) of a weak one; 0/1 flags ``full``,
     ``weak_seg`` (TP), ``weak_cls`` (TP, FP, FN); ``index``. The strategy updates ``roles``/``pseudo``/``crf``.
+
+    ``compact`` (pairs read from a float16 cache, ``mammo_cache.py``): ``image``, ``aux`` and ``mask`` float16 —
+    the cache's values and masks that float16 holds exactly — 5.1 instead of 10.2 MB per pair at 1024 × 832 to
+    move; the recipe's batch transform makes them float32 on the training device.
     """
 
-    def __init__(self, pairs: PairArrays, is_full: np.ndarray, soft_label: np.ndarray) -> None:
-        self.pairs = pairs
+    def __init__(self, pairs: PairArrays, is_full: np.ndarray, soft_label: np.ndarray, compact: bool = False) -> None:
+        self.pairs, self.compact = pairs, compact
         self.is_full = np.asarray(is_full, dtype=bool)
         self.y = np.nan_to_num(np.asarray(soft_label, dtype=np.float32), nan=0.5)
         n, h, w = len(pairs), *pairs.images.shape[-2:]
         self.roles = np.where(self.is_full, FULL, UNSURE).astype(np.int64)  # weak images wait for mining
-        self.pseudo = np.zeros((n, h, w), np.float16)
-        self.crf = np.zeros((n, h, w), bool)
+        # the mining's masks, stored only for the TP candidates (CRF mask non-empty): sparse_maps.py
+        self.pseudo = SparseMaps(n, (h, w), np.float16)
+        self.crf = SparseMaps(n, (h, w), bool)
         self.soft_mask = True
         self.soft_nlp = True
 
@@ -57,16 +63,24 @@ class SelfTrainingDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         role = int(self.roles[i])
+        kind = np.float16 if self.compact else np.float32
         if role == FULL:
-            mask = self.pairs.masks[i].astype(np.float32)
+            mask = self.pairs.masks[i].astype(kind)
             label = float(self.pairs.table["has_lesion"].iat[i])
         else:
-            mask = (self.pseudo[i] if self.soft_mask else self.crf[i]).astype(np.float32)[None]
             label = float(self.y[i]) if self.soft_nlp else float(self.y[i] > 0.5)
+            if role == TP:
+                mask = (self.pseudo[i] if self.soft_mask else self.crf[i]).astype(kind)[None]
+            else:
+                mask = np.zeros((1, *self.pseudo.item_shape), kind)
+        if self.compact and hasattr(self.pairs.images, "raw"):  # the float16 values a cache stores
+            image, aux = self.pairs.images.raw(i), self.pairs.aux.raw(i)
+        else:
+            image, aux = self.pairs.images[i], self.pairs.aux[i]
         return {
-            "image": torch.from_numpy(self.pairs.images[i]),
-            "aux": torch.from_numpy(self.pairs.aux[i]),
-            "mask": torch.from_numpy(mask if role in (FULL, TP) else np.zeros_like(mask)),
+            "image": torch.from_numpy(image),
+            "aux": torch.from_numpy(aux),
+            "mask": torch.from_numpy(mask),
             "label": torch.tensor(label, dtype=torch.float32),
             "full": torch.tensor(float(role == FULL)),
             "weak_seg": torch.tensor(float(role == TP)),

@@ -75,15 +75,16 @@ def froc_summary(
 
 
 def self_training_data(
-    pairs: PairArrays, full_idx: np.ndarray, weak_idx: np.ndarray, soft_label: np.ndarray
+    pairs: PairArrays, full_idx: np.ndarray, weak_idx: np.ndarray, soft_label: np.ndarray, compact: bool = False
 ) -> SelfTrainingDataset:
     """The training items: the pairs at ``full_idx`` (trained with masks), then those at ``weak_idx`` (mined).
 
     soft_label: (N_pairs,) NLP soft label of every pair (NaN where unknown; only the weak ones' are read).
+    ``compact``: float16 items (pairs read from a float16 cache; see ``SelfTrainingDataset``).
     """
     keep = np.concatenate([full_idx, weak_idx]).astype(int)
     is_full = np.r_[np.ones(len(full_idx), bool), np.zeros(len(weak_idx), bool)]
-    return SelfTrainingDataset(pairs.subset(keep), is_full, np.asarray(soft_label, float)[keep])
+    return SelfTrainingDataset(pairs.subset(keep), is_full, np.asarray(soft_label, float)[keep], compact)
 
 
 def build_student(

@@ -55,6 +55,9 @@ from .self_training_augment import PairAugmentConfig, augment_batch
 from .self_training_lesions import lesion_masks
 from .self_training_mining import mine, p0_at, role_counts, score_maps
 
+# score batches per mining chunk: at 1024 × 832 and batch 32, 256 images' maps, images and partners (~3 GB float32)
+MINING_CHUNK = 8
+
 
 class CRFConfig(Section):
     """Dense CRF parameters (see ``postprocess.crf.CRFParams``)."""
@@ -167,20 +170,31 @@ class SelfTraining:
             return
         weak = self.data.weak_index
         if k % per_round == 0:
-            device = next(self.student.parameters()).device
-            sub = self.data.pairs.subset(weak)
-            maps = score_maps(self.student, sub, self.cfg.score_batch_size, device)
-            c = self.cfg.crf
-            self.data.pseudo[weak] = maps.astype(np.float16)
-            t = self.cfg.lesion_threshold
-            self.data.crf[weak] = lesion_masks(maps, sub.images[:, 0], c.params(), c.min_area, t)
+            self._mine_masks(weak)
         self.p0 = p0_at((k % per_round) * self.cfg.p0_every, self.cfg.p0_start, self.cfg.p0_step, self.cfg.p0_every)
-        mask_pos = self.data.crf[weak].reshape(len(weak), -1).any(axis=1)
+        mask_pos = self.data.crf.stored(weak)  # a CRF mask is stored exactly where it is non-empty
         self.data.roles[weak] = mine(self.data.y[weak], mask_pos, self.p0)
         counts = role_counts(self.data.roles[weak])
         self._counts = {key: counts[key] for key in ("TP", "FP", "FN", "TN")}
         self.history.append({"round": k // per_round, "period": k % per_round, "p0": round(self.p0, 4), **counts})
         self._probe_pending, self._weak_seg_sum, self._weak_seg_steps = True, 0.0, 0
+
+    def _mine_masks(self, weak: np.ndarray) -> None:
+        """Score the weak images and CRF-refine their maps, ``MINING_CHUNK`` score batches at a time: at the paper's
+        scale (10⁵ images) the maps and images of all weak images at once would need hundreds of GB. The CRF mask
+        is kept where non-empty, the probability map (the soft pseudo mask) only there too: only those images can
+        be TP, the one role trained on a pseudo mask. Batches are those of one pass over all weak images (chunks
+        are whole multiples of the score batch), so the scores do not depend on the chunking."""
+        device = next(self.student.parameters()).device
+        c, t, bs = self.cfg.crf, self.cfg.lesion_threshold, self.cfg.score_batch_size
+        for start in range(0, len(weak), bs * MINING_CHUNK):
+            ids = weak[start : start + bs * MINING_CHUNK]
+            sub = self.data.pairs.subset(ids)
+            maps = score_maps(self.student, sub, bs, device)
+            masks = lesion_masks(maps, sub.images[:, 0], c.params(), c.min_area, t)
+            found = masks.reshape(len(ids), -1).any(axis=1)
+            self.data.crf.set(ids, masks, keep=found)
+            self.data.pseudo.set(ids, maps.astype(np.float16), keep=found)
 
     # ---- stage 2.2 -------------------------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor | float]:
@@ -227,18 +241,17 @@ class SelfTraining:
         state: dict[str, Any] = {"p0": self.p0, "history": list(self.history), "counts": dict(self._counts)}
         if self.data is not None:
             state.update(
-                roles=torch.from_numpy(self.data.roles.copy()),
-                pseudo=torch.from_numpy(self.data.pseudo.copy()),
-                crf=torch.from_numpy(self.data.crf.copy()),
-            )
+                roles=torch.from_numpy(self.data.roles.copy()), pseudo=self.data.pseudo.state(),
+                crf=self.data.crf.state(),
+            )  # fmt: skip
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.p0, self.history, self._counts = float(state["p0"]), list(state["history"]), dict(state["counts"])
         if self.data is not None and "roles" in state:
             self.data.roles[:] = state["roles"].numpy()
-            self.data.pseudo[:] = state["pseudo"].numpy()
-            self.data.crf[:] = state["crf"].numpy()
+            self.data.pseudo.load_state(state["pseudo"])  # sparse, or dense from an older checkpoint
+            self.data.crf.load_state(state["crf"])
 
     def describe(self) -> dict[str, Any]:
         """The settings a results table should state."""

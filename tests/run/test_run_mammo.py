@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mammo_fixtures import synth_mammo_with_labels
 from typer.testing import CliRunner
 
 from breastssl.cli import app, main
@@ -23,16 +24,7 @@ runner = CliRunner()
 def data(tmp_path_factory) -> Path:
     """8 synthetic exams (32 images: 4 fully annotated + 20 weak train images, 4 test) and soft labels per exam × side
     written from the truth (0.97 / 0.03: the test is of the recipe, not of the report labeller)."""
-    from breastssl.commands.synth import run_synth
-
-    root = tmp_path_factory.mktemp("mammo") / "data"
-    run_synth("mammo", root, n=8, seed=0, fmt="npy", quiet=True)
-    manifest = pd.read_csv(root / "manifest.csv", dtype=str)
-    sides = manifest.groupby(["exam_id", "laterality"])["mass_label"].agg(lambda s: (s == "positive").any())
-    labels = sides.rename("positive").reset_index()
-    labels["soft_label"] = np.where(labels["positive"], 0.97, 0.03)
-    labels[["exam_id", "laterality", "soft_label"]].to_csv(root / "labels.csv", index=False)
-    return root
+    return synth_mammo_with_labels(tmp_path_factory.mktemp("mammo") / "data")
 
 
 def _data_sets(data: Path, out: Path) -> list[str]:

@@ -46,8 +46,10 @@ def test_dataset_items_follow_roles_and_hard_soft_switches():
     data = _toy()
     weak = data.weak_index
     data.roles[weak] = [FP, TN, UNSURE, UNSURE, FN, TP]
-    data.pseudo[weak[-1]] = 0.3
-    data.crf[weak[-1], 1:3, 1:3] = True
+    data.pseudo.set([weak[-1]], np.full((1, 8, 8), 0.3))
+    crf = np.zeros((1, 8, 8), bool)
+    crf[0, 1:3, 1:3] = True
+    data.crf.set([weak[-1]], crf)
     tp = data[weak[-1]]
     assert tp["weak_seg"] == 1 and tp["weak_cls"] == 1 and tp["full"] == 0
     assert float(tp["label"]) == pytest.approx(0.98) and float(tp["mask"].max()) == pytest.approx(0.3, abs=1e-3)

@@ -218,19 +218,9 @@ def _write_plan(out_dir: Path, plan: pd.DataFrame, calibration: dict, sweep: pd.
 def open_dbt_cache(path: str, size: tuple[int, int], manifest: pd.DataFrame) -> Any:
     """The ``breastssl cache`` folder ``path``, checked to hold ``load_stack``'s stacks (mode dbt) at ``size`` for
     every row of ``manifest`` (a config or data error naming what differs)."""
-    from ...data.cache import CacheReader
+    from .caches import open_cache
 
-    reader = CacheReader(path)
-    have = (reader.mode, tuple(reader.params.get("size", ())))
-    if have != ("dbt", tuple(size)):
-        need = f"breastssl cache --mode dbt --size {size[0]} {size[1]}"
-        raise ConfigError(f"data.cache {path}: built with mode {have[0]!r} at size {list(have[1])}; the DBT "
-                          f"recipe needs `{need}` (data.image_size)")  # fmt: skip
-    missing = [i for i in manifest["image_id"].astype(str) if i not in reader]
-    if missing:
-        raise DataError(f"data.cache {path}: {len(missing)} manifest rows are not in the cache (e.g. {missing[:3]}); "
-                        "run `breastssl cache` on this manifest again (it adds only what is missing)")  # fmt: skip
-    return reader
+    return open_cache(path, "dbt", size, manifest, "DBT")
 
 
 class DBTRecipe:

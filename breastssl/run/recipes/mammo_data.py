@@ -9,6 +9,7 @@ From ``data`` of :class:`breastssl.run.recipes.mammo.RunConfig`:
   laterality, soft_label``, soft label in [0, 1]; other columns ignored; an empty soft label = none);
 - the bilateral pairs (:func:`breastssl.data.mammo_pairs.load_pairs`) of those images and of the test split, each
   read with its contralateral partner; images of no use (val split, weak images without a soft label) are not read.
+  With ``data.cache`` the pairs read a ``breastssl cache`` on demand (``data/mammo_cache.py``) instead.
 
 Every problem is a :class:`DataError` naming the file, and the column or row.
 """
@@ -186,7 +187,14 @@ def read_mammo_data(data: Any, progress: bool = False) -> MammoData:
     # read the images used and their contralateral partners (same exam and view), nothing else
     pair_key = manifest["exam_id"].astype(str) + "|" + manifest["view"].astype(str)
     load = pair_key.isin(set(pair_key[full | weak | test])).to_numpy()
-    pairs = load_pairs(manifest[load], masked, root, tuple(data.image_size), progress=progress)
+    if getattr(data, "cache", None):  # paper scale: the images stay in the cache, read on demand
+        from ...data.mammo_cache import load_pairs_cached
+        from .caches import open_cache
+
+        reader = open_cache(data.cache, "prepare", tuple(data.image_size), manifest[load], "mammography")
+        pairs = load_pairs_cached(manifest[load], masked, root, tuple(data.image_size), reader)
+    else:
+        pairs = load_pairs(manifest[load], masked, root, tuple(data.image_size), progress=progress)
     pos = np.flatnonzero(load)  # manifest row of each loaded pair
     used = pairs.subset(np.flatnonzero(full[pos] | weak[pos]))
     rows = pos[full[pos] | weak[pos]]
