@@ -105,3 +105,20 @@ def test_shards_merge_and_cli(dataset: Path, capsys: pytest.CaptureFixture) -> N
     assert main([*args, "--shard", "0/1"]) == 2 and "2.dcm" in capsys.readouterr().err
     assert main([*args, "--shard", "0/1", "--skip-bad"]) == 0
     assert "2.dcm" in (out / "skipped-00000-of-00001.csv").read_text()
+
+
+def test_a_reader_bounds_its_open_memory_maps(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A paper-scale cache holds 10⁵ arrays; the kernel allows ~65,000 maps per process: the reader keeps a bounded
+    number open (the oldest closed first) and reads the same values."""
+    import breastssl.data.cache as cache_mod
+
+    out = dataset / "cache_bound"
+    build_cache(dataset / "manifest.csv", out, (24, 16), workers=1)
+    ids = pd.read_csv(dataset / "manifest.csv")["image_id"].astype(str).tolist()
+    expected = {i: np.array(CacheReader(out).get(i)) for i in ids}
+    monkeypatch.setattr(cache_mod, "MAX_OPEN_MAPS", 2)
+    reader = CacheReader(out)
+    for _ in range(2):
+        for i in ids:
+            assert np.array_equal(reader.get(i), expected[i]) and len(reader._open) <= 2
+    assert reader.geometry(ids[0])["size"] == [24, 16]
