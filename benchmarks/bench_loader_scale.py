@@ -136,6 +136,25 @@ def stage_rates(ds, batch: int, reps: int) -> dict[str, float]:
     }
 
 
+def report(rates: dict[str, dict[str, float]], rate: float, what: str, unit: str) -> list[Figure]:
+    """Print one table row per variant and return its figures: worker cores (item + collate, CPU seconds per
+    ``unit``) and the load on the one pin-memory thread (> 1: it bounds the rank) to feed ``rate`` per second."""
+    figures = []
+    for name, r in rates.items():
+        per_item = 1.0 / r["item"] + 1.0 / r["collate"]  # a worker's CPU seconds per item
+        cores, pin = rate * per_item, rate / r["pin copy"]
+        label = f"{what} ({name})" if what else name
+        print(f"{(unit + 's ' + name if what else name):28s} {r['MB/slice']:8.2f} {r['item']:8.1f} "
+              f"{r['collate']:10.1f} {r['pin copy']:11.1f} {cores:13.1f} {pin:10.2f}x")  # fmt: skip
+        figures += [
+            Figure(f"loader {label}: item + collate", 1.0 / per_item, f"{unit}s/s/core",
+                   note=f"worker cores for {rate:g}/s: {cores:.1f}"),
+            Figure(f"loader {label}: pin-memory copy", r["pin copy"], f"{unit}s/s (one thread)",
+                   note=f"{r['MB/slice']:.2f} MB/{unit}; load at {rate:g}/s: {pin:.2f}x"),
+        ]  # fmt: skip
+    return figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=32, help="slices per stack (two stacks)")
@@ -169,32 +188,10 @@ def main() -> None:
     print(f"\n{H}x{W}, batch {args.batch}; one thread, process CPU time; cores to feed {args.rate:,.0f} slices/s")
     print(f"{'variant':28s} {'MB/slice':>8s} {'item/s':>8s} {'collate/s':>10s} {'pin copy/s':>11s} "
           f"{'worker cores':>13s} {'pin thread':>11s}")  # fmt: skip
-    figures = []
-    for name, r in rates.items():
-        per_slice = 1.0 / r["item"] + 1.0 / r["collate"]  # a worker's CPU seconds per slice
-        cores = args.rate * per_slice
-        pin_load = args.rate / r["pin copy"]  # share of the one pin-memory thread (> 1: it bounds the rank)
-        print(f"{name:28s} {r['MB/slice']:8.2f} {r['item']:8.1f} {r['collate']:10.1f} {r['pin copy']:11.1f} "
-              f"{cores:13.1f} {pin_load:10.2f}x")  # fmt: skip
-        figures += [
-            Figure(f"loader {name}: item + collate", 1.0 / per_slice, "slices/s/core",
-                   note=f"worker cores for {args.rate:g}/s: {cores:.1f}"),
-            Figure(f"loader {name}: pin-memory copy", r["pin copy"], "slices/s (one thread)",
-                   note=f"{r['MB/slice']:.2f} MB/slice; load at {args.rate:g}/s: {pin_load:.2f}x"),
-        ]  # fmt: skip
+    figures = report(rates, args.rate, "", "slice")
     print(f"\nmammography pairs {MG_SIZE[0]}x{MG_SIZE[1]} (image + aux + mask), batch {args.batch}; "
           f"to feed {args.mg_rate:,.0f} pairs/s")  # fmt: skip
-    for name, r in mg.items():
-        per_pair = 1.0 / r["item"] + 1.0 / r["collate"]
-        cores, pin = args.mg_rate * per_pair, args.mg_rate / r["pin copy"]
-        print(f"{'pairs ' + name:28s} {r['MB/slice']:8.2f} {r['item']:8.1f} {r['collate']:10.1f} "
-              f"{r['pin copy']:11.1f} {cores:13.1f} {pin:10.2f}x")  # fmt: skip
-        figures += [
-            Figure(f"loader mammography pairs ({name}): item + collate", 1.0 / per_pair, "pairs/s/core",
-                   note=f"worker cores for {args.mg_rate:g}/s: {cores:.1f}"),
-            Figure(f"loader mammography pairs ({name}): pin-memory copy", r["pin copy"], "pairs/s (one thread)",
-                   note=f"{r['MB/slice']:.2f} MB/pair; load at {args.mg_rate:g}/s: {pin:.2f}x"),
-        ]  # fmt: skip
+    figures += report(mg, args.mg_rate, "mammography pairs", "pair")
     write_figures(args.json, "bench_loader_scale", figures)
 
 

@@ -345,13 +345,30 @@ class DetectionBatchAugment:
 
         images, _ = self.augment.apply(batch["image"], None, params)
         size = (images.shape[-2], images.shape[-1])
+        # boxes are a few numbers per image: moved once to the CPU and back, not ~20 tiny kernels per image on a GPU
+        dev = batch["boxes"][0].device if len(batch["boxes"]) else images.device
         boxes, labels = [], []
-        for b, (box, label) in enumerate(zip(batch["boxes"], batch["labels"], strict=True)):
+        for b, (box, label) in enumerate(zip(_cpu(batch["boxes"]), _cpu(batch["labels"]), strict=True)):
             degrees = float(params["angle"][b]) if bool(params["rotate"][b]) else None
             moved, keep = transform_boxes(box, size, bool(params["hflip"][b]), bool(params["vflip"][b]), degrees)
             boxes.append(moved.to(box.dtype))
-            labels.append(label[keep.to(label.device)])
+            labels.append(label[keep])
+        boxes, labels = _to(boxes, dev), _to(labels, dev)
         return {**batch, "image": images.to(batch["image"].dtype), "boxes": boxes, "labels": labels}
+
+
+def _cpu(parts: list[Tensor]) -> list[Tensor]:
+    """Per-image tensors (N_i, ...) on the CPU, in one transfer."""
+    if not parts or parts[0].device.type == "cpu":
+        return list(parts)
+    return list(torch.cat(list(parts)).cpu().split([len(p) for p in parts]))
+
+
+def _to(parts: list[Tensor], device: torch.device) -> list[Tensor]:
+    """Per-image CPU tensors on ``device``, in one transfer."""
+    if not parts or device.type == "cpu":
+        return parts
+    return list(torch.cat(parts).to(device, non_blocking=True).split([len(p) for p in parts]))
 
 
 __all__ = ["DeviceAugment", "BatchAugment", "DetectionBatchAugment", "step_generator", "rotate", "sharpen", "clahe"]

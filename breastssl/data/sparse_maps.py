@@ -16,8 +16,9 @@ import torch
 
 
 class SparseMaps:
-    """(N, *item_shape) of ``dtype``: ``m[i]`` an item (zeros if not stored), ``m[idx]`` / ``m[a:b]`` / ``m[:, 0]``
-    dense copies of a selection, ``m.set(idx, values)`` to write; ``len``, ``shape``, ``dtype`` as an array's."""
+    """(N, *item_shape) of ``dtype``: ``m[i]`` an item (read-only; zeros if not stored), ``m[idx]`` / ``m[a:b]`` /
+    ``m[:, 0]`` dense copies of a selection, ``m.set(idx, values)`` to write; ``len``, ``shape``, ``dtype`` as an
+    array's."""
 
     def __init__(self, n: int, item_shape: tuple[int, ...], dtype: Any) -> None:
         self.n, self.item_shape, self.dtype = int(n), tuple(int(s) for s in item_shape), np.dtype(dtype)
@@ -41,7 +42,7 @@ class SparseMaps:
             if not 0 <= i < self.n:
                 raise IndexError(f"index {key} out of range for {self.n} items")
             item = self.items.get(i)
-            return item.copy() if item is not None else self._zeros()
+            return item if item is not None else self._zeros()  # stored items are read-only: no copy per read
         rows = np.arange(self.n)[key]
         out = np.zeros((len(rows), *self.item_shape), self.dtype)
         for j, i in enumerate(rows):
@@ -61,7 +62,9 @@ class SparseMaps:
             keep = values.reshape(len(idx), -1).any(axis=1)
         for i, v, k in zip(idx.tolist(), values, np.asarray(keep, bool), strict=True):
             if k:
-                self.items[i] = np.array(v, dtype=self.dtype)
+                item = np.array(v, dtype=self.dtype)
+                item.flags.writeable = False
+                self.items[i] = item
             else:
                 self.items.pop(i, None)
 

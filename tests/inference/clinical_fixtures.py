@@ -61,6 +61,19 @@ def identified_copy(files: list[Path], dest: Path, study_uid: str) -> list[Path]
     return out
 
 
+def mg_dataset(study_uid: str, series_uid: str, frame_of_ref: str) -> Dataset:
+    """An empty Digital Mammography object (file meta, SOP class and a new instance UID) in the given study, series
+    and frame of reference; the caller adds the attributes and pixels."""
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID = SOP_MG, generate_uid()
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.SOPClassUID, ds.SOPInstanceUID = SOP_MG, fm.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_of_ref
+    return ds
+
+
 def legacy_series(enhanced: Path, dest: Path, n: int = 6) -> list[Path]:
     """The first ``n`` frames of an enhanced DBT file as a legacy one-file-per-slice series (Digital Mammography
     objects with positions, orientation, spacing and TOMO in ImageType), file names in reverse slice order."""
@@ -71,13 +84,7 @@ def legacy_series(enhanced: Path, dest: Path, n: int = 6) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     files = []
     for z in range(n):
-        fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID = SOP_MG, generate_uid()
-        fm.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = fm
-        ds.SOPClassUID, ds.SOPInstanceUID = SOP_MG, fm.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = src.StudyInstanceUID, series, frame_of_ref
+        ds = mg_dataset(src.StudyInstanceUID, series, frame_of_ref)
         ds.Modality, ds.ImageType, ds.InstanceNumber = "MG", ["DERIVED", "PRIMARY", "TOMO"], z + 1
         ds.ImageLaterality, ds.ViewPosition = src.ImageLaterality, "CC"
         ds.PixelSpacing = shared.PixelMeasuresSequence[0].PixelSpacing
@@ -103,13 +110,7 @@ def mammogram(path: Path, side: str, study_uid: str, rows: int = 96, cols: int =
     cx = 0 if side == "L" else cols - 1
     inside = ((xx - cx) / (0.6 * cols)) ** 2 + ((yy - rows / 2) / (0.4 * rows)) ** 2 <= 1
     img = np.where(inside, 2500 + 800 * np.cos(yy / 4.0) ** 2, 0).astype(np.uint16)
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID = SOP_MG, generate_uid()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = fm
-    ds.SOPClassUID, ds.SOPInstanceUID = SOP_MG, fm.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, generate_uid(), generate_uid()
+    ds = mg_dataset(study_uid, generate_uid(), generate_uid())
     ds.Modality, ds.ImageType, ds.PresentationIntentType = "MG", ["ORIGINAL", "PRIMARY"], "FOR PRESENTATION"
     ds.ImageLaterality, ds.ViewPosition, ds.PatientOrientation = side, "CC", ["A" if side == "L" else "P", "R"]
     ds.PixelSpacing = ds.ImagerPixelSpacing = [0.2, 0.2]
